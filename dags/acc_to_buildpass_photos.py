@@ -1,0 +1,79 @@
+"""
+### Copy ACC photos into BuildPass
+
+For each time window (by default the hour the run covers), every mapped Autodesk
+Construction Cloud project is listed, the photos created in `[window start, window end)` are
+staged in object storage, then created in the mapped BuildPass project, exactly once.
+
+- **extract**: pages through ACC, skips deleted photos and media types not copied, writes the
+  manifest (Parquet) to the staging bucket; XCom carries only keys and counts.
+- **batch.stage** (mapped, one per batch): streams the bytes to object storage, verified and hashed.
+- **batch.publish** (mapped, pool `buildpass_api`): uploads the bytes and creates the photos.
+- **report**: reconciles each project (found, skipped and why, created, already present, failed)
+  and fails the run, naming the photos, when any could not be copied.
+
+Configuration: Variable `acc_buildpass_config`; connections `acc_default`, `buildpass_default`,
+`acc_buildpass_staging`. Trigger with `{"window_start": "...", "window_end": "..."}` to copy
+any window by hand. See the README.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import dag, get_current_context, task, task_group
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+SCHEDULE = os.environ.get("ACC_BUILDPASS_SCHEDULE", "0 * * * *")
+START = os.environ.get("ACC_BUILDPASS_START_DATE", "2026-01-01T00:00:00+00:00")
+POOL = os.environ.get("ACC_BUILDPASS_POOL", "buildpass_api")
+
+
+@dag(
+    dag_id="acc_to_buildpass_photos",
+    # Real data intervals: run N covers [start, end) and run N+1 starts where N ended.
+    schedule=CronDataIntervalTimetable(SCHEDULE, timezone="UTC"),
+    start_date=pendulum.parse(START),
+    catchup=False,
+    max_active_runs=4,
+    doc_md=__doc__,
+    tags=["acc", "buildpass", "photos"],
+    default_args={
+        "owner": "acc-buildpass",
+        "retries": 3,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    },
+)
+def acc_to_buildpass_photos() -> None:
+    from acc_buildpass import tasks
+
+    @task
+    def extract() -> list[dict[str, Any]]:
+        return tasks.extract(get_current_context())
+
+    @task(map_index_template="{{ batch_label }}")
+    def stage(batch: dict[str, Any]) -> dict[str, Any]:
+        return tasks.stage(batch, get_current_context())
+
+    @task(map_index_template="{{ batch_label }}", pool=POOL)
+    def publish(batch: dict[str, Any]) -> dict[str, Any]:
+        return tasks.publish(batch, get_current_context())
+
+    @task_group(group_id="batch")
+    def copy_batch(batch: dict[str, Any]) -> None:
+        publish(stage(batch))
+
+    @task(trigger_rule="all_done", retries=0)
+    def report(batches: list[dict[str, Any]] | None) -> dict[str, Any]:
+        return tasks.report(batches, get_current_context())
+
+    batches = extract()
+    copy_batch.expand(batch=batches) >> report(batches)
+
+
+acc_to_buildpass_photos()

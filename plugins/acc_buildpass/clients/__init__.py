@@ -1,0 +1,1 @@
+"""Plain API clients: requests and typed records, no Airflow."""

@@ -1,0 +1,344 @@
+"""Client of the BuildPass public API (client-credentials sign-in)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from acc_buildpass import http, retry
+from acc_buildpass.clients.multipart import FilePart, MultipartBody
+from acc_buildpass.errors import ApiError, AuthError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.buildpass.global"
+AUDIENCE = "https://api.buildpass.global"
+API_VERSION = "v1"
+SCOPES = "read:photos write:photos"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    key: str
+    type: str
+    region_id: str
+
+    def as_reference(self) -> dict[str, str]:
+        return {"key": self.key, "regionId": self.region_id, "type": self.type}
+
+
+@dataclass(frozen=True)
+class BuildPassPhoto:
+    id: str
+    project_id: str | None
+    folder_id: str | None
+    file_name: str
+    key: str | None
+    external_source_id: str | None
+    description: str | None
+    captured_at: str | None
+
+    @classmethod
+    def from_api(cls, raw: dict[str, Any]) -> BuildPassPhoto:
+        if not isinstance(raw.get("id"), str):
+            raise ApiError(f"photo object without an id: {str(raw)[:200]}")
+        return cls(
+            id=raw["id"],
+            project_id=raw.get("projectId"),
+            folder_id=raw.get("folderId"),
+            file_name=raw.get("fileName") or "",
+            key=raw.get("key"),
+            external_source_id=raw.get("externalSourceId"),
+            description=raw.get("description"),
+            captured_at=raw.get("photoTakenDate") or raw.get("capturedAt"),
+        )
+
+
+@dataclass(frozen=True)
+class Folder:
+    id: str
+    name: str
+    project_id: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    folder_id: str | None
+    created_attachment_ids: list[str] = field(default_factory=list)
+    skipped_external_source_ids: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # externalSourceId -> error
+
+
+class BuildPassClient:
+    """BuildPass API for one OAuth client.
+
+    :param region_id: sent as ``X-BuildPass-Region-Id`` when given (BuildPass assumes au1)
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        region_id: str | None = None,
+        policy: retry.RetryPolicy | None = None,
+        session: requests.Session | None = None,
+        on_secret: Callable[[str], None] | None = None,
+    ) -> None:
+        self.base_url = http.check_base_url(base_url or DEFAULT_BASE_URL, name="BuildPass host")
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self.region_id = region_id
+        self.policy = policy or retry.RetryPolicy()
+        self.session = session or http.new_session()
+        self._on_secret = on_secret or (lambda _s: None)
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._lock = threading.Lock()
+        # What the last response said of the rate limit window (shared by our threads).
+        self._remaining: int | None = None
+        self._reset_at = 0.0
+
+    # -- sign-in ---------------------------------------------------------------------------
+
+    def _access_token(self, refused: str | None = None) -> str:
+        with self._lock:
+            if self._token and self._token != refused and self._token_expires - 60 > time.time():
+                return self._token
+
+            def once() -> dict[str, Any]:
+                self._respect_rate_limit()
+                response = http.request(
+                    self.session,
+                    "POST",
+                    self.base_url + "/oauth/token",
+                    json={
+                        "grant_type": "client_credentials",
+                        "client_id": self._client_id,
+                        "client_secret": self._client_secret,
+                        "audience": AUDIENCE,
+                        "scope": SCOPES,
+                    },
+                    retry_after=self._note_rate_limit,
+                )
+                self._note_rate_limit(response)
+                return http.json_body(response)
+
+            payload = retry.call(self.policy, once, describe="BuildPass sign-in")
+            token = payload.get("access_token")
+            if not isinstance(token, str):
+                raise ApiError("BuildPass token response has no access_token")
+            self._on_secret(token)
+            self._token = token
+            self._token_expires = time.time() + float(payload.get("expires_in", 3600))
+            return token
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _note_rate_limit(self, response: requests.Response) -> float | None:
+        """Remember the window; return seconds until it resets (used for 429 waits)."""
+        remaining = response.headers.get("X-RateLimit-Remaining")
+        reset = response.headers.get("X-RateLimit-Reset")
+        reset_at = None
+        if reset:
+            try:
+                value = float(reset)
+                # Epoch seconds, or seconds from now: the documentation does not say which.
+                reset_at = value if value > 1e9 else time.time() + value
+            except ValueError:
+                reset_at = None
+        if remaining is not None and remaining.isdigit():
+            self._remaining = int(remaining)
+            self._reset_at = reset_at or self._reset_at
+        return max(reset_at - time.time(), 0.0) if reset_at else None
+
+    def _respect_rate_limit(self) -> None:
+        """When the server said the window is used up, wait for its reset instead of a 429."""
+        if self._remaining is not None and self._remaining <= 0:
+            wait = self._reset_at - time.time()
+            if 0 < wait <= self.policy.max_retry_after:
+                log.info("BuildPass rate limit window used up; waiting %.1f s for it to reset", wait)
+                time.sleep(wait)
+            self._remaining = None
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool = True,
+        body_factory: Callable[[], MultipartBody] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        url = self.base_url + path
+
+        def send(token: str) -> requests.Response:
+            headers = {"Authorization": f"Bearer {token}", "X-BuildPass-Api-Version": API_VERSION}
+            if self.region_id:
+                headers["X-BuildPass-Region-Id"] = self.region_id
+            extra = dict(kwargs)
+            body = None
+            if body_factory is not None:
+                body = body_factory()
+                headers["Content-Type"] = body.content_type
+                extra["data"] = body
+            self._respect_rate_limit()
+            try:
+                response = http.request(
+                    self.session, method, url, headers=headers, retry_after=self._note_rate_limit, **extra
+                )
+            finally:
+                if body is not None:
+                    body.close()
+            self._note_rate_limit(response)
+            return response
+
+        def once() -> requests.Response:
+            token = self._access_token()
+            try:
+                return send(token)
+            except AuthError as exc:
+                if exc.status != 401:
+                    raise
+                return send(self._access_token(refused=token))
+
+        return retry.call(
+            self.policy,
+            once,
+            describe=f"BuildPass {method} {path}",
+            retry_if=retry.is_retryable if idempotent else retry.is_safe_to_replay,
+        )
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    def upload_attachments(self, builder_id: str, files: list[FilePart]) -> list[Attachment]:
+        """Upload image bytes, one request for all of ``files`` (``attachments/bulk-upload``).
+
+        Replaying an upload only leaves an unused attachment behind, so it is retried freely.
+        """
+
+        def body() -> MultipartBody:
+            fields = [(f"type:{i}", "attachment") for i in range(len(files))]
+            parts = [FilePart(f"file:{i}", f.filename, f.content_type, f.size, f.open) for i, f in enumerate(files)]
+            return MultipartBody(fields, parts)
+
+        response = self._call("POST", f"/builders/{builder_id}/attachments/bulk-upload", body_factory=body)
+        uploads = http.json_body(response).get("uploads")
+        if not isinstance(uploads, list) or len(uploads) != len(files):
+            raise ApiError(f"bulk-upload answered {len(uploads or [])} uploads for {len(files)} files")
+        return [self._attachment(u) for u in uploads]
+
+    def upload_attachment(self, builder_id: str, file: FilePart) -> Attachment:
+        def body() -> MultipartBody:
+            return MultipartBody(
+                [("type", "attachment")], [FilePart("file", file.filename, file.content_type, file.size, file.open)]
+            )
+
+        response = self._call("POST", f"/builders/{builder_id}/attachments/upload", body_factory=body)
+        return self._attachment(http.json_body(response))
+
+    def _attachment(self, raw: Any) -> Attachment:
+        if not isinstance(raw, dict) or not isinstance(raw.get("key"), str):
+            raise ApiError(f"attachment answer without a key: {str(raw)[:200]}")
+        return Attachment(
+            key=raw["key"],
+            type=raw.get("type") or "attachment",
+            region_id=raw.get("regionId") or self.region_id or "au1",
+        )
+
+    def bulk_upsert(
+        self,
+        builder_id: str,
+        *,
+        source_id: str,
+        source_app: str,
+        project_id: str,
+        folder_id: str | None,
+        folder_name: str | None,
+        photos: list[dict[str, Any]],
+    ) -> UpsertResult:
+        """Create photos idempotently per photo ``externalSourceId`` (repeats are skipped)."""
+        body: dict[str, Any] = {
+            "externalSourceId": source_id,
+            "sourceApp": source_app,
+            "projectId": project_id,
+            "photos": photos,
+        }
+        if folder_id:
+            body["folderId"] = folder_id
+        if folder_name:
+            body["folderName"] = folder_name
+        payload = http.json_body(self._call("POST", f"/builders/{builder_id}/photo-gallery/bulk-upsert", json=body))
+        failed: dict[str, str] = {}
+        for entry in payload.get("failedPhotos") or []:
+            if isinstance(entry, dict):
+                failed[str(entry.get("externalSourceId"))] = str(entry.get("error") or entry.get("message") or entry)
+        return UpsertResult(
+            folder_id=payload.get("folderId"),
+            created_attachment_ids=list(payload.get("createdAttachmentIds") or []),
+            skipped_external_source_ids=[str(x) for x in payload.get("skippedExternalSourceIds") or []],
+            failed=failed,
+        )
+
+    def create_photo(self, builder_id: str, photo: dict[str, Any]) -> BuildPassPhoto:
+        """``POST /photos``. Not idempotent: replayed only when the server cannot have acted.
+
+        :raises TransportError: with ``sent`` True when the outcome is unknown
+        """
+        response = self._call("POST", f"/builders/{builder_id}/photos", idempotent=False, json=photo)
+        return BuildPassPhoto.from_api(http.json_body(response))
+
+    def list_photos(self, builder_id: str, project_id: str, folder_id: str | None = None) -> list[BuildPassPhoto]:
+        params = {"projectId": project_id}
+        if folder_id:
+            params["folderId"] = folder_id
+        payload = http.json_body(self._call("GET", f"/builders/{builder_id}/photos", params=params))
+        return [BuildPassPhoto.from_api(p) for p in payload.get("data") or [] if isinstance(p, dict)]
+
+    def update_photo(self, builder_id: str, photo_id: str, changes: dict[str, Any]) -> BuildPassPhoto:
+        response = self._call("PATCH", f"/builders/{builder_id}/photos/{photo_id}", json=changes)
+        return BuildPassPhoto.from_api(http.json_body(response))
+
+    def list_folders(self, builder_id: str, project_id: str) -> list[Folder]:
+        payload = http.json_body(
+            self._call("GET", f"/builders/{builder_id}/photo-folders", params={"projectId": project_id})
+        )
+        return [self._folder(f) for f in payload.get("data") or [] if isinstance(f, dict)]
+
+    def get_folder(self, builder_id: str, folder_id: str) -> Folder:
+        return self._folder(http.json_body(self._call("GET", f"/builders/{builder_id}/photo-folders/{folder_id}")))
+
+    def create_folder(self, builder_id: str, project_id: str, name: str) -> Folder:
+        response = self._call(
+            "POST",
+            f"/builders/{builder_id}/photo-folders",
+            idempotent=False,
+            json={"name": name, "projectId": project_id},
+        )
+        return self._folder(http.json_body(response))
+
+    def delete_folder(self, builder_id: str, folder_id: str) -> None:
+        self._call("DELETE", f"/builders/{builder_id}/photo-folders/{folder_id}")
+
+    def sign_in(self) -> None:
+        """Fetch a token: proves the credentials without touching any data."""
+        self._access_token()
+
+    @staticmethod
+    def _folder(raw: dict[str, Any]) -> Folder:
+        if not isinstance(raw.get("id"), str):
+            raise ApiError(f"folder object without an id: {str(raw)[:200]}")
+        return Folder(
+            id=raw["id"],
+            name=str(raw.get("name") or ""),
+            project_id=raw.get("projectId"),
+            created_at=str(raw.get("createdAt") or ""),
+        )

@@ -1,0 +1,1 @@
+"""Thin Airflow hooks over the plain API clients."""

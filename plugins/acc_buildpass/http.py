@@ -1,0 +1,189 @@
+"""HTTP plumbing shared by both API clients: one Session per client, timeouts, error mapping."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
+
+from acc_buildpass import __version__
+from acc_buildpass.errors import (
+    ApiError,
+    AuthError,
+    BadRequest,
+    Conflict,
+    Gone,
+    NotFound,
+    RateLimited,
+    ServerError,
+    TransportError,
+)
+
+# (connect, read) seconds. Connecting is quick or broken; a read waits for the server to
+# answer a bulk request of dozens of photos, which takes seconds, never minutes.
+TIMEOUT = (10.0, 120.0)
+
+USER_AGENT = f"acc-buildpass/{__version__} python-requests/{requests.__version__}"
+
+
+def new_session(pool_size: int = 8) -> requests.Session:
+    """A Session with a connection pool large enough for our download/upload threads."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    # Proxies and .netrc from the environment must not inject credentials we did not choose.
+    session.trust_env = False
+    return session
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(url: str, *, name: str) -> str:
+    """TLS is required for every host but loopback (where our emulators live)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{name}: {url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not is_loopback(url):
+        raise ValueError(f"{name}: plain http is only allowed for loopback hosts, got {parts.hostname}")
+    return url.rstrip("/")
+
+
+def same_origin(url: str, base_url: str) -> bool:
+    a, b = urlsplit(url), urlsplit(base_url)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        import time
+
+        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def request(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    retry_after: Callable[[requests.Response], float | None] | None = None,
+    **kwargs: Any,
+) -> requests.Response:
+    """One HTTP call, mapped onto our error types; the body is read unless ``stream`` is set.
+
+    :raises TransportError: no usable response
+    :raises ApiError: a subclass for each status class
+    """
+    kwargs.setdefault("timeout", TIMEOUT)
+    try:
+        response = session.request(method, url, **kwargs)
+        if not kwargs.get("stream"):
+            _ = response.content  # a truncated body raises here, inside the mapping below
+    except requests.exceptions.ConnectTimeout as exc:
+        raise TransportError(f"connect timeout: {type(exc).__name__}", sent=False, url=url, method=method) from None
+    except requests.exceptions.ConnectionError as exc:
+        raise TransportError(
+            f"connection failed: {_reason(exc)}", sent=not _never_connected(exc), url=url, method=method
+        ) from None
+    except (
+        requests.exceptions.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
+    ) as exc:
+        raise TransportError(f"incomplete response: {_reason(exc)}", url=url, method=method) from None
+    raise_for_status(response, retry_after=retry_after)
+    return response
+
+
+def raise_for_status(
+    response: requests.Response,
+    *,
+    retry_after: Callable[[requests.Response], float | None] | None = None,
+) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    kw: dict[str, Any] = {
+        "status": status,
+        "url": response.url,
+        "method": response.request.method if response.request else None,
+        "body": _text(response),
+    }
+    if status == 429:
+        wait = retry_after(response) if retry_after else retry_after_seconds(response.headers.get("Retry-After"))
+        raise RateLimited("rate limited", retry_after=wait, **kw)
+    if status >= 500:
+        raise ServerError("server error", **kw)
+    errors: dict[int, type[ApiError]] = {
+        401: AuthError,
+        403: AuthError,
+        404: NotFound,
+        409: Conflict,
+        410: Gone,
+    }
+    if status in errors:
+        raise errors[status]("request refused", **kw)
+    raise BadRequest("request rejected", **kw)
+
+
+def json_body(response: requests.Response, *, expect: type = dict) -> Any:
+    """The parsed body, checked for its outer shape; a malformed body counts as truncated."""
+    try:
+        payload = response.json()
+    except ValueError:
+        raise TransportError(
+            "malformed or truncated JSON body",
+            status=response.status_code,
+            url=response.url,
+            body=_text(response),
+        ) from None
+    if not isinstance(payload, expect):
+        raise ApiError(
+            f"unexpected response shape: {type(payload).__name__} instead of {expect.__name__}",
+            status=response.status_code,
+            url=response.url,
+            body=_text(response),
+        )
+    return payload
+
+
+def _text(response: requests.Response) -> str:
+    try:
+        return response.text[:500]
+    except Exception:  # a body we cannot decode says nothing useful
+        return ""
+
+
+def _reason(exc: BaseException) -> str:
+    # requests' messages embed the full URL (with signed-URL credentials): name the cause only.
+    inner = exc.args[0] if exc.args else exc
+    reason = getattr(inner, "reason", inner)
+    return type(reason).__name__ if isinstance(reason, BaseException) else type(exc).__name__
+
+
+def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
+    inner = exc.args[0] if exc.args else None
+    return isinstance(getattr(inner, "reason", None), NewConnectionError)

@@ -1,0 +1,109 @@
+"""The one place that turns an ACC photo into a BuildPass photo."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from acc_buildpass.records import AccPhoto, format_time
+
+# Magic numbers of the image formats BuildPass galleries take.
+_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
+    (b"GIF87a", 0, "image/gif"),
+    (b"GIF89a", 0, "image/gif"),
+    (b"II*\x00", 0, "image/tiff"),
+    (b"MM\x00*", 0, "image/tiff"),
+)
+_EXTENSIONS = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/tiff": ".tif",
+    "image/webp": ".webp",
+    "image/heic": ".heic",
+    "image/heif": ".heif",
+}
+_KNOWN_SUFFIX = re.compile(r"\.(jpe?g|png|gif|tiff?|webp|heic|heif)$", re.IGNORECASE)
+_UNSAFE = re.compile(r"[^\w\-. ()]+", re.UNICODE)
+MAX_STEM = 120
+MAX_DESCRIPTION = 2000
+
+
+def sniff_content_type(head: bytes) -> str | None:
+    """The image type from the first bytes, or None when they are not an image we know."""
+    for signature, offset, content_type in _SIGNATURES:
+        if head[offset : offset + len(signature)] == signature:
+            return content_type
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"heif"):
+        return "image/heic" if head[8:12] != b"heif" else "image/heif"
+    return None
+
+
+def file_name(photo: AccPhoto, content_type: str) -> str:
+    """A safe file name from the title, with the extension of the real content type."""
+    text = unicodedata.normalize("NFC", photo.title or "")
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    text = _KNOWN_SUFFIX.sub("", text.strip())
+    text = _UNSAFE.sub("_", text)
+    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"_+", "_", text).strip(" ._-")
+    text = re.sub(r"\.{2,}", ".", text)
+    stem = text[:MAX_STEM].rstrip(" ._-") or f"photo-{photo.id[:8]}"
+    return stem + _EXTENSIONS.get(content_type, ".jpg")
+
+
+def description(photo: AccPhoto) -> str | None:
+    text = (photo.description or "").strip() or (photo.title or "").strip()
+    return text[:MAX_DESCRIPTION] or None
+
+
+def captured_at(photo: AccPhoto) -> str:
+    """Camera time; the upload time stands in when the camera gave none."""
+    return format_time(photo.taken_at or photo.created_at)
+
+
+@dataclass(frozen=True)
+class Target:
+    builder_id: str
+    project_id: str
+    folder_id: str | None
+
+
+def upsert_photo(photo: AccPhoto, content_type: str, attachment: dict[str, str], sequence: int) -> dict[str, Any]:
+    """One entry of ``photo-gallery/bulk-upsert``'s ``photos``."""
+    entry: dict[str, Any] = {
+        "externalSourceId": photo.id,
+        "fileName": file_name(photo, content_type),
+        "contentType": content_type,
+        "sequenceId": sequence,
+        "imageAttachment": attachment,
+        "capturedAt": captured_at(photo),
+    }
+    text = description(photo)
+    if text:
+        entry["description"] = text
+    return entry
+
+
+def create_photo(photo: AccPhoto, content_type: str, attachment: dict[str, str], target: Target) -> dict[str, Any]:
+    """The body of ``POST /builders/{builderId}/photos``."""
+    body: dict[str, Any] = {
+        "fileName": file_name(photo, content_type),
+        "projectId": target.project_id,
+        "imageAttachment": attachment,
+        "contentType": content_type,
+        "capturedAt": captured_at(photo),
+        "externalSourceId": photo.id,
+    }
+    if target.folder_id:
+        body["folderId"] = target.folder_id
+    text = description(photo)
+    if text:
+        body["description"] = text
+    return body

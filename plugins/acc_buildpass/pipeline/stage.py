@@ -1,0 +1,199 @@
+"""Stage: stream each photo's bytes from ACC into object storage, verified and hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
+
+from acc_buildpass import retry
+from acc_buildpass.clients.acc import AccClient
+from acc_buildpass.config import PipelineConfig
+from acc_buildpass.errors import ApiError, Gone, InvalidPhoto, SignedUrlExpired, TransportError
+from acc_buildpass.mapping import sniff_content_type
+from acc_buildpass.pipeline.batches import Batch, Outcome
+from acc_buildpass.records import AccPhoto
+from acc_buildpass.storage import Store
+
+log = logging.getLogger(__name__)
+
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024  # larger photos spool to local disk, never to RAM
+URL_CHUNK = 50  # ids per photos:filter call
+
+
+class SignedUrls:
+    """Fresh signed URLs for a set of photos, refreshed together in one call when one expires."""
+
+    def __init__(self, acc: AccClient, project_id: str) -> None:
+        self._acc = acc
+        self._project_id = project_id
+        self._lock = threading.Lock()
+        self._urls: dict[str, str | None] = {}
+        self._deleted: set[str] = set()
+        self._pending: set[str] = set()
+        self.refreshes = 0
+
+    def load(self, photo_ids: list[str]) -> None:
+        with self._lock:
+            self._pending.update(photo_ids)
+            self._fetch(photo_ids)
+
+    def _fetch(self, photo_ids: list[str]) -> None:
+        current = self._acc.photos_by_id(self._project_id, photo_ids)
+        self.refreshes += 1
+        for photo_id in photo_ids:
+            photo = current.get(photo_id)
+            if photo is None or photo.deleted_at is not None:
+                self._deleted.add(photo_id)
+                self._urls[photo_id] = None
+            else:
+                self._urls[photo_id] = photo.file_url
+
+    def url(self, photo_id: str) -> str:
+        """:raises Gone: deleted since extraction  :raises ApiError: ACC gave no URL"""
+        with self._lock:
+            if photo_id in self._deleted:
+                raise Gone("deleted in ACC since extraction")
+            url = self._urls.get(photo_id)
+        if not url:
+            raise ApiError("ACC returned no signed URL for the photo")
+        return url
+
+    def expired(self, photo_id: str, used: str) -> None:
+        """Refresh every still-pending URL at once, unless another thread already did."""
+        with self._lock:
+            if self._urls.get(photo_id) != used:
+                return
+            pending = sorted(self._pending)
+            for start in range(0, len(pending), URL_CHUNK):
+                self._fetch(pending[start : start + URL_CHUNK])
+
+    def done(self, photo_id: str) -> None:
+        with self._lock:
+            self._pending.discard(photo_id)
+
+
+class _HashingSink:
+    def __init__(self, target: IO[bytes]) -> None:
+        self.target = target
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.head = b""
+
+    def write(self, chunk: bytes) -> int:
+        if len(self.head) < 32:
+            self.head += chunk[: 32 - len(self.head)]
+        self.sha256.update(chunk)
+        self.size += len(chunk)
+        return self.target.write(chunk)
+
+
+def intact(head: dict[str, Any] | None, photo: AccPhoto) -> bool:
+    """A staged object is reused when its length matches ACC's and we recorded its hash."""
+    if not head:
+        return False
+    meta = head.get("Metadata") or {}
+    size = head.get("ContentLength")
+    return bool(meta.get("sha256")) and (photo.size is None or size == photo.size) and size == int(meta.get("size", -1))
+
+
+def stage_photo(acc: AccClient, store: Store, urls: SignedUrls, photo: AccPhoto, policy: retry.RetryPolicy) -> Outcome:
+    """Download one photo (fresh URL on a 403), check it, and put it in object storage."""
+    key = store.layout.object_key(photo.project_id, photo.id)
+
+    def attempt() -> Outcome:
+        url = urls.url(photo.id)
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+            sink = _HashingSink(spool)  # type: ignore[arg-type]
+            try:
+                acc.download(url, sink)  # type: ignore[arg-type]
+            except SignedUrlExpired:
+                urls.expired(photo.id, url)
+                raise
+            if sink.size == 0:
+                raise InvalidPhoto(photo.id, "ACC served an empty file (0 bytes)")
+            if photo.size is not None and sink.size != photo.size:
+                raise TransportError(f"file is {sink.size} bytes, ACC's record says {photo.size}", url=url)
+            content_type = sniff_content_type(sink.head)
+            if content_type is None:
+                raise InvalidPhoto(photo.id, f"file is not an image (first bytes {sink.head[:8].hex()})")
+            spool.seek(0)
+            digest = sink.sha256.hexdigest()
+            store.s3.upload_fileobj(
+                spool,
+                store.bucket,
+                key,
+                ExtraArgs={
+                    "ContentType": content_type,
+                    "Metadata": {"sha256": digest, "size": str(sink.size), "acc-photo-id": photo.id},
+                },
+            )
+            return Outcome(photo.id, "staged", size=sink.size, sha256=digest, content_type=content_type)
+
+    def retryable(exc: BaseException) -> bool:
+        return isinstance(exc, SignedUrlExpired) or retry.is_retryable(exc)
+
+    try:
+        return retry.call(policy, attempt, describe=f"download of photo {photo.id}", retry_if=retryable)
+    except Gone as exc:
+        return Outcome(photo.id, "skipped", reason=f"deleted in ACC since extraction ({exc.message})")
+    except InvalidPhoto as exc:
+        return Outcome(photo.id, "failed", reason=exc.reason)
+    except ApiError as exc:
+        return Outcome(photo.id, "failed", reason=f"download failed after retries: {exc}")
+    finally:
+        urls.done(photo.id)
+
+
+def stage_batch(acc: AccClient, store: Store, config: PipelineConfig, batch: Batch) -> list[Outcome]:
+    """Stage one batch; photos already in BuildPass or already staged intact are not downloaded."""
+    photos = [p for key in batch.parts for p in store.read_manifest(key)]
+    outcomes: dict[str, Outcome] = {}
+    todo: list[AccPhoto] = []
+    for photo in photos:
+        if store.published(batch.builder_id, batch.buildpass_project_id, photo.id):
+            outcomes[photo.id] = Outcome(photo.id, "present")
+            continue
+        head = store.head(store.layout.object_key(photo.project_id, photo.id))
+        if intact(head, photo):
+            meta = head["Metadata"]  # type: ignore[index]
+            outcomes[photo.id] = Outcome(
+                photo.id,
+                "staged",
+                size=head["ContentLength"],
+                sha256=meta["sha256"],  # type: ignore[index]
+                content_type=head.get("ContentType"),
+                reused=True,  # type: ignore[union-attr]
+            )
+            continue
+        todo.append(photo)
+
+    started = time.monotonic()
+    done_bytes = 0
+    urls = SignedUrls(acc, batch.acc_project_id)
+    for start in range(0, len(todo), URL_CHUNK):
+        chunk = todo[start : start + URL_CHUNK]
+        urls.load([p.id for p in chunk])
+        with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="download") as pool:
+            for outcome in pool.map(lambda p: stage_photo(acc, store, urls, p, config.retry), chunk):
+                outcomes[outcome.photo_id] = outcome
+                done_bytes += outcome.size or 0
+        elapsed = max(time.monotonic() - started, 1e-6)
+        log.info(
+            "%s: %d of %d photos downloaded, %.1f MB, %.1f MB/s",
+            batch.label,
+            min(start + URL_CHUNK, len(todo)),
+            len(todo),
+            done_bytes / 1e6,
+            done_bytes / 1e6 / elapsed,
+        )
+    ordered = [outcomes[p.id] for p in photos]
+    counts: dict[str, int] = {}
+    for outcome in ordered:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    log.info("%s staged: %s (%d downloaded, %d signed-URL calls)", batch.label, counts, len(todo), urls.refreshes)
+    return ordered

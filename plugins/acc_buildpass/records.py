@@ -1,0 +1,127 @@
+"""Typed records the pipeline passes between its steps."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from acc_buildpass.errors import InvalidPhoto
+
+# ACC ids are UUIDs; we accept a little more, but never anything that could walk a path.
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+MEDIA_TYPES = ("NORMAL", "INFRARED", "PHOTOSPHERE", "VIDEO")
+
+
+def valid_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_ID.match(value)) and ".." not in value
+
+
+def parse_time(value: object) -> datetime:
+    """ACC timestamps are UTC, with or without ``Z`` or an offset."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"not a timestamp: {value!r}")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """ISO 8601 in UTC with ``Z``, to the millisecond when there are any."""
+    value = value.astimezone(UTC)
+    if value.microsecond:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open time range [start, end) of ACC ``createdAt``."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("window bounds must carry a time zone")
+        if self.end <= self.start:
+            raise ValueError(f"window end {self.end.isoformat()} is not after its start {self.start.isoformat()}")
+
+    @property
+    def id(self) -> str:
+        fmt = "%Y%m%dT%H%M%SZ"
+        return f"{self.start.astimezone(UTC).strftime(fmt)}--{self.end.astimezone(UTC).strftime(fmt)}"
+
+    def __contains__(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+
+@dataclass(frozen=True)
+class AccPhoto:
+    """One ACC photo as the pipeline needs it."""
+
+    id: str
+    project_id: str
+    title: str
+    description: str
+    size: int | None
+    media_type: str
+    created_at: datetime
+    taken_at: datetime | None
+    deleted_at: datetime | None
+    file_url: str | None = None
+
+    @classmethod
+    def from_api(cls, raw: Any, project_id: str) -> AccPhoto:
+        """Parse one ``results`` entry.
+
+        :raises InvalidPhoto: naming the photo and what is wrong with the record
+        """
+        if not isinstance(raw, dict):
+            raise InvalidPhoto(None, f"record is a {type(raw).__name__}, not an object")
+        photo_id = raw.get("id")
+        if not valid_id(photo_id):
+            raise InvalidPhoto(str(photo_id) if photo_id else None, f"invalid id {photo_id!r}")
+        try:
+            created_at = parse_time(raw.get("createdAt"))
+        except ValueError as exc:
+            raise InvalidPhoto(photo_id, f"createdAt: {exc}") from None
+        taken_at = deleted_at = None
+        try:
+            if raw.get("takenAt"):
+                taken_at = parse_time(raw["takenAt"])
+        except ValueError as exc:
+            raise InvalidPhoto(photo_id, f"takenAt: {exc}") from None
+        try:
+            if raw.get("deletedAt"):
+                deleted_at = parse_time(raw["deletedAt"])
+        except ValueError:
+            deleted_at = created_at  # a deletion mark we cannot read is still a deletion mark
+        size = raw.get("size")
+        if size is not None and (not isinstance(size, (int, float)) or isinstance(size, bool) or size < 0):
+            raise InvalidPhoto(photo_id, f"size {size!r} is not a byte count")
+        media_type = raw.get("mediaType")
+        signed = raw.get("signedUrls")
+        file_url = signed.get("fileUrl") if isinstance(signed, dict) else None
+        return cls(
+            id=photo_id,  # type: ignore[arg-type]
+            project_id=str(raw.get("projectId") or project_id),
+            title=_text(raw.get("title")),
+            description=_text(raw.get("description")),
+            size=int(size) if size is not None else None,
+            media_type=media_type if isinstance(media_type, str) else "",
+            created_at=created_at,
+            taken_at=taken_at,
+            deleted_at=deleted_at,
+            file_url=file_url if isinstance(file_url, str) and file_url else None,
+        )
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,191 @@
+"""The one place that knows the object-storage layout: keys, manifests, outcomes, the ledger.
+
+Layout under ``{prefix}/`` (every part an id we validated, never a title):
+
+- ``objects/{acc_project_id}/{photo_id}``: staged image bytes, metadata ``sha256`` and ``size``
+- ``windows/{window}/{acc_project_id}/manifest/part-00000.parquet``: eligible photos, in pages
+- ``windows/{window}/{acc_project_id}/extract.json``: counts and what was skipped, and why
+- ``windows/{window}/batches/{batch:05d}/stage.json`` and ``publish.json``: per-photo outcomes
+- ``windows/{window}/report.json`` and ``report.md``
+- ``ledger/{builder_id}/{buildpass_project_id}/{photo_id}.json``: a photo is in BuildPass
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from acc_buildpass.errors import ConfigError
+from acc_buildpass.records import AccPhoto, Window, valid_id
+
+MANIFEST_COLUMNS = [
+    "id",
+    "project_id",
+    "title",
+    "description",
+    "size",
+    "media_type",
+    "created_at",
+    "taken_at",
+]
+
+
+def _part(value: str, what: str) -> str:
+    if not valid_id(value):
+        raise ValueError(f"{what} {value!r} is not a valid id")
+    return value
+
+
+@dataclass(frozen=True)
+class Layout:
+    bucket: str
+    prefix: str
+
+    def _key(self, *parts: str) -> str:
+        return "/".join((self.prefix, *parts))
+
+    def object_key(self, acc_project_id: str, photo_id: str) -> str:
+        return self._key("objects", _part(acc_project_id, "project id"), _part(photo_id, "photo id"))
+
+    def window_key(self, window: Window, *parts: str) -> str:
+        return self._key("windows", window.id, *parts)
+
+    def manifest_part(self, window: Window, acc_project_id: str, part: int) -> str:
+        return self.window_key(window, _part(acc_project_id, "project id"), "manifest", f"part-{part:05d}.parquet")
+
+    def extract_summary(self, window: Window, acc_project_id: str) -> str:
+        return self.window_key(window, _part(acc_project_id, "project id"), "extract.json")
+
+    def batch_outcome(self, window: Window, batch: int, step: str) -> str:
+        return self.window_key(window, "batches", f"{batch:05d}", f"{step}.json")
+
+    def report(self, window: Window, suffix: str) -> str:
+        return self.window_key(window, f"report.{suffix}")
+
+    def ledger(self, builder_id: str, buildpass_project_id: str, photo_id: str) -> str:
+        return self._key(
+            "ledger",
+            _part(builder_id, "builder id"),
+            _part(buildpass_project_id, "project id"),
+            f"{_part(photo_id, 'photo id')}.json",
+        )
+
+
+class Store:
+    """Small typed reads and writes over one bucket (boto3 client injected)."""
+
+    def __init__(self, s3: Any, layout: Layout) -> None:
+        self.s3 = s3
+        self.layout = layout
+
+    @property
+    def bucket(self) -> str:
+        return self.layout.bucket
+
+    def check_bucket(self) -> None:
+        """:raises ConfigError: the bucket does not exist or is not reachable"""
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise ConfigError(
+                f"staging bucket {self.bucket!r} is not usable ({code or exc}): create it or fix "
+                "'staging_bucket' in the Variable and the connection acc_buildpass_staging"
+            ) from None
+
+    def put_json(self, key: str, payload: Any) -> None:
+        body = json.dumps(payload, indent=1, default=_default, ensure_ascii=False).encode()
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+
+    def get_json(self, key: str) -> Any | None:
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+        return json.loads(response["Body"].read())
+
+    def put_text(self, key: str, text: str, content_type: str = "text/markdown") -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=text.encode(), ContentType=content_type)
+
+    def head(self, key: str) -> dict[str, Any] | None:
+        try:
+            return self.s3.head_object(Bucket=self.bucket, Key=key)  # type: ignore[no-any-return]
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def published(self, builder_id: str, buildpass_project_id: str, photo_id: str) -> bool:
+        """True when the ledger says the photo is in BuildPass (not merely being created)."""
+        entry = self.get_json(self.layout.ledger(builder_id, buildpass_project_id, photo_id))
+        return bool(entry) and entry.get("state") == "created"
+
+    def write_manifest(self, key: str, photos: list[AccPhoto]) -> None:
+        import pandas as pd  # heavy: only where a manifest is written
+
+        frame = pd.DataFrame(
+            [
+                {
+                    "id": p.id,
+                    "project_id": p.project_id,
+                    "title": p.title,
+                    "description": p.description,
+                    "size": p.size,
+                    "media_type": p.media_type,
+                    "created_at": p.created_at,
+                    "taken_at": p.taken_at,
+                }
+                for p in photos
+            ],
+            columns=MANIFEST_COLUMNS,
+        )
+        frame["size"] = frame["size"].astype("Int64")
+        for column in ("created_at", "taken_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        self.s3.put_object(
+            Bucket=self.bucket, Key=key, Body=buffer.getvalue(), ContentType="application/vnd.apache.parquet"
+        )
+
+    def read_manifest(self, key: str) -> list[AccPhoto]:
+        import pandas as pd
+
+        body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        frame = pd.read_parquet(io.BytesIO(body))
+        photos = []
+        for row in frame.to_dict("records"):
+            photos.append(
+                AccPhoto(
+                    id=row["id"],
+                    project_id=row["project_id"],
+                    title=row["title"] or "",
+                    description=row["description"] or "",
+                    size=None if pd.isna(row["size"]) else int(row["size"]),
+                    media_type=row["media_type"],
+                    created_at=row["created_at"].to_pydatetime(),
+                    taken_at=None if pd.isna(row["taken_at"]) else row["taken_at"].to_pydatetime(),
+                    deleted_at=None,
+                )
+            )
+        return photos
+
+
+def _missing(exc: ClientError) -> bool:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return code in ("404", "NoSuchKey", "NotFound")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -1,0 +1,118 @@
+"""What each DAG task does: read the configuration, build clients from hooks, call a step.
+
+The only module of the pipeline that knows Airflow's context; the steps do not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from acc_buildpass.config import VARIABLE, PipelineConfig, resolve_window
+from acc_buildpass.errors import ConfigError
+from acc_buildpass.pipeline import extract as extract_step
+from acc_buildpass.pipeline import publish as publish_step
+from acc_buildpass.pipeline import report as report_step
+from acc_buildpass.pipeline import stage as stage_step
+from acc_buildpass.pipeline.batches import Batch
+from acc_buildpass.storage import Layout, Store
+
+log = logging.getLogger(__name__)
+
+
+class CopyFailed(Exception):
+    """Some photos could not be copied; the message names them and why."""
+
+
+def load_config() -> PipelineConfig:
+    from airflow.sdk import Variable
+
+    try:
+        raw = Variable.get(VARIABLE)
+    except Exception:  # the SDK raises its own not-found type; the fix is the same
+        raise ConfigError(
+            f"Variable {VARIABLE} is not set: create it with the staging bucket and the project mappings "
+            "(see README, 'Configuration')"
+        ) from None
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError as exc:
+        raise ConfigError(f"Variable {VARIABLE} is not valid JSON: {exc}") from None
+    return PipelineConfig.from_variable(parsed)
+
+
+def _store(config: PipelineConfig) -> Store:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    s3 = S3Hook(aws_conn_id=config.staging_conn_id).get_conn()
+    return Store(s3, Layout(config.staging_bucket, config.staging_prefix))
+
+
+def _acc(config: PipelineConfig) -> Any:
+    from acc_buildpass.hooks.acc import AccHook
+
+    return AccHook(config.acc_conn_id, policy=config.retry).get_conn()
+
+
+def _buildpass(config: PipelineConfig) -> Any:
+    from acc_buildpass.hooks.buildpass import BuildPassHook
+
+    return BuildPassHook(config.buildpass_conn_id, policy=config.retry).get_conn()
+
+
+def extract(context: Any) -> list[dict[str, Any]]:
+    config = load_config()
+    dag_run = context.get("dag_run")
+    window = resolve_window(
+        getattr(dag_run, "conf", None) or {},
+        context.get("data_interval_start"),
+        context.get("data_interval_end"),
+    )
+    log.info("Copying photos created in [%s, %s)", window.start.isoformat(), window.end.isoformat())
+    batches = extract_step.extract(_acc(config), _buildpass(config), _store(config), config, window)
+    return [b.to_xcom() for b in batches]
+
+
+def stage(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
+    batch = Batch.from_xcom(raw_batch)
+    context["batch_label"] = batch.label
+    config = load_config()
+    store = _store(config)
+    outcomes = stage_step.stage_batch(_acc(config), store, config, batch)
+    store.put_json(store.layout.batch_outcome(batch.window, batch.index, "stage"), outcomes)
+    return raw_batch
+
+
+def publish(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
+    batch = Batch.from_xcom(raw_batch)
+    context["batch_label"] = batch.label
+    config = load_config()
+    store = _store(config)
+    outcomes = publish_step.publish_batch(_buildpass(config), store, config, batch)
+    store.put_json(store.layout.batch_outcome(batch.window, batch.index, "publish"), outcomes)
+    return {"index": batch.index, "count": len(outcomes)}
+
+
+def report(raw_batches: list[dict[str, Any]] | None, context: Any) -> dict[str, Any]:
+    if raw_batches is None:
+        raise ConfigError("extraction did not finish: see the extract task's log")
+    config = load_config()
+    batches = [Batch.from_xcom(b) for b in raw_batches]
+    dag_run = context.get("dag_run")
+    window = resolve_window(
+        getattr(dag_run, "conf", None) or {}, context.get("data_interval_start"), context.get("data_interval_end")
+    )
+    store = _store(config)
+    result = report_step.build(store, config, window, batches)
+    log.info(
+        "Reconciliation report (s3://%s/%s):\n%s",
+        store.bucket,
+        store.layout.report(window, "md"),
+        report_step.render(result),
+    )
+    failed = report_step.failures(result)
+    if failed:
+        shown = "; ".join(failed[:20]) + (f"; and {len(failed) - 20} more" if len(failed) > 20 else "")
+        raise CopyFailed(f"{len(failed)} photo(s) could not be copied: {shown}")
+    return result["totals"]

@@ -124,12 +124,12 @@ def _mapping(where: str, index: int, raw: Any) -> ProjectMapping:
     at = f"{where}: projects[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{at} must be an object")
-    values = {}
+    values: dict[str, str] = {}
     for key in ("acc_project_id", "builder_id", "buildpass_project_id"):
         value = raw.get(key)
         if not valid_id(value):
             raise ConfigError(f"{at}: {key!r} is missing or not a valid id (got {value!r})")
-        values[key] = value
+        values[key] = str(value)
     folder = raw.get("buildpass_folder_id")
     if folder is not None and not valid_id(folder):
         raise ConfigError(f"{at}: 'buildpass_folder_id' must be an id or null (got {folder!r})")

@@ -37,7 +37,8 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "refresh_token": {
                         "label": "Refresh token",
-                        "description": "First refresh token of the three-legged sign-in; rotated tokens are kept in the token store",
+                        "description": "First refresh token of the three-legged sign-in; "
+                        "rotated tokens are kept in the token store",
                         "schema": {"type": ["string", "null"], "format": "password"},
                     },
                     "token_store": {

@@ -125,7 +125,7 @@ class Store:
     def published(self, builder_id: str, buildpass_project_id: str, photo_id: str) -> bool:
         """True when the ledger says the photo is in BuildPass (not merely being created)."""
         entry = self.get_json(self.layout.ledger(builder_id, buildpass_project_id, photo_id))
-        return bool(entry) and entry.get("state") == "created"
+        return isinstance(entry, dict) and entry.get("state") == "created"
 
     def write_manifest(self, key: str, photos: list[AccPhoto]) -> None:
         import pandas as pd  # heavy: only where a manifest is written

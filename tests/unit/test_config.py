@@ -3,14 +3,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
 from acc_buildpass.config import PipelineConfig, resolve_window
 from acc_buildpass.errors import ConfigError
 
 GOOD = {
     "staging_bucket": "photos-staging",
-    "projects": [{"acc_project_id": "36c0838c-0360-4cfa-b2c6-85e0056ec7e8", "builder_id": "buil_x",
-                  "buildpass_project_id": "proj_y", "buildpass_folder_id": None}],
+    "projects": [
+        {
+            "acc_project_id": "36c0838c-0360-4cfa-b2c6-85e0056ec7e8",
+            "builder_id": "buil_x",
+            "buildpass_project_id": "proj_y",
+            "buildpass_folder_id": None,
+        }
+    ],
 }
 
 

@@ -3,16 +3,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
 from acc_buildpass.mapping import captured_at, description, file_name, sniff_content_type, upsert_photo
 from acc_buildpass.records import AccPhoto
 
 
 def photo(**kw: object) -> AccPhoto:
     base = dict(
-        id="5439bfb7-8006-4388-a454-f02560f99566", project_id="p", title="Office Dry Wall", description="",
-        size=10, media_type="NORMAL", created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        taken_at=datetime(2025, 12, 31, 18, 15, tzinfo=UTC), deleted_at=None,
+        id="5439bfb7-8006-4388-a454-f02560f99566",
+        project_id="p",
+        title="Office Dry Wall",
+        description="",
+        size=10,
+        media_type="NORMAL",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        taken_at=datetime(2025, 12, 31, 18, 15, tzinfo=UTC),
+        deleted_at=None,
     )
     base.update(kw)
     return AccPhoto(**base)  # type: ignore[arg-type]

@@ -5,7 +5,6 @@ from email.parser import BytesParser
 from email.policy import HTTP
 
 import pytest
-
 from acc_buildpass.clients.multipart import FilePart, MultipartBody
 
 
@@ -13,7 +12,10 @@ def parse(body: MultipartBody) -> dict[str, bytes]:
     raw = body.read(-1)
     assert len(raw) == len(body)
     message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + body.content_type.encode() + b"\r\n\r\n" + raw)
-    return {part.get_param("name", header="content-disposition"): part.get_payload(decode=True) for part in message.iter_parts()}
+    return {
+        part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+        for part in message.iter_parts()
+    }
 
 
 def test_body_streams_files_with_exact_length() -> None:
@@ -24,6 +26,7 @@ def test_body_streams_files_with_exact_length() -> None:
         def open_stream() -> io.BytesIO:
             opened.append(i)
             return io.BytesIO(blobs[i])
+
         return open_stream
 
     body = MultipartBody(
@@ -39,7 +42,9 @@ def test_body_streams_files_with_exact_length() -> None:
 
 def test_small_reads_reassemble_the_same_body() -> None:
     def make() -> MultipartBody:
-        return MultipartBody([("type", "attachment")], [FilePart("file", "a.jpg", "image/jpeg", 1000, lambda: io.BytesIO(b"x" * 1000))])
+        return MultipartBody(
+            [("type", "attachment")], [FilePart("file", "a.jpg", "image/jpeg", 1000, lambda: io.BytesIO(b"x" * 1000))]
+        )
 
     first = make()
     whole = first.read(-1)

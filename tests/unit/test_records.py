@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-
 from acc_buildpass.errors import InvalidPhoto
 from acc_buildpass.records import AccPhoto, Window, parse_time
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from acc_buildpass import retry
 from acc_buildpass.errors import BadRequest, RateLimited, ServerError, TransportError
 

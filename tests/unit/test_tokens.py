@@ -5,9 +5,8 @@ import os
 import stat
 from pathlib import Path
 
-from cryptography.fernet import Fernet
-
 from acc_buildpass.tokens import FileTokenStore, TokenState
+from cryptography.fernet import Fernet
 
 
 def test_state_is_private_and_encrypted(tmp_path: Path) -> None:
@@ -17,7 +16,9 @@ def test_state_is_private_and_encrypted(tmp_path: Path) -> None:
     raw = store.path.read_bytes()
     assert b"rt-secret-1" not in raw and b"at-secret" not in raw
     assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
-    assert store.load() == TokenState(refresh_token="rt-secret-1", seed="s", access_token="at-secret", access_expires_at=1.0)
+    assert store.load() == TokenState(
+        refresh_token="rt-secret-1", seed="s", access_token="at-secret", access_expires_at=1.0
+    )
 
 
 def _increment(directory: str, rounds: int) -> None:

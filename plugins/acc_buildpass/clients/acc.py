@@ -29,7 +29,7 @@ from acc_buildpass.tokens import FileTokenStore, TokenState, fingerprint
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://developer.api.autodesk.com"
-TOKEN_PATH = "/authentication/v2/token"
+TOKEN_PATH = "/authentication/v2/token"  # noqa: S105 (a path, not a secret)
 PHOTOS_FILTER_PATH = "/construction/photos/v1/projects/{project_id}/photos:filter"
 PHOTO_PATH = "/construction/photos/v1/projects/{project_id}/photos/{photo_id}"
 PAGE_LIMIT = 50  # the API caps pages at 50

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import IO, Any
 
 from acc_buildpass.clients.buildpass import Attachment, BuildPassClient, BuildPassPhoto
@@ -169,7 +170,7 @@ def publish_single(
             keys.append(attachment.key)
             store.put_json(ledger_key, {"state": "intent", "attachment_keys": keys})
             body = create_photo(staged.photo, staged.content_type, attachment.as_reference(), target)
-            created = _create_once(bp, batch.builder_id, body, lambda: find(photo_id, keys, fresh=True), config)
+            created = _create_once(bp, batch.builder_id, body, partial(find, photo_id, keys, True), config)
         except BadRequest as exc:
             outcomes.append(Outcome(photo_id, "failed", reason=f"BuildPass rejected the photo: {exc}"))
             continue

@@ -98,7 +98,8 @@ def render(report: dict[str, Any]) -> str:
         f"ACC → BuildPass, window {window['start']} to {window['end']} ({report['publish_mode']} mode, "
         f"{report['batches']} batches)",
         "",
-        "| ACC project | BuildPass project | found | skipped | eligible | downloaded | created | already present | failed |",
+        "| ACC project | BuildPass project | found | skipped | eligible | downloaded | created "
+        "| already present | failed |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["projects"] + [{"acc_project_id": "TOTAL", "buildpass_project_id": "", **report["totals"]}]:
@@ -110,7 +111,7 @@ def render(report: dict[str, Any]) -> str:
         )
     for r in report["projects"]:
         for reason, count in sorted(r["skipped"].items()):
-            lines.append(f"- skipped in {r['acc_project_id']}: {count} × {reason}")
+            lines.append(f"- skipped in {r['acc_project_id']}: {count} x {reason}")
     failures = [(r["acc_project_id"], f) for r in report["projects"] for f in r["failed"]]
     if failures:
         lines += ["", f"FAILED ({len(failures)}):"]

@@ -159,15 +159,14 @@ def stage_batch(acc: AccClient, store: Store, config: PipelineConfig, batch: Bat
             outcomes[photo.id] = Outcome(photo.id, "present")
             continue
         head = store.head(store.layout.object_key(photo.project_id, photo.id))
-        if intact(head, photo):
-            meta = head["Metadata"]  # type: ignore[index]
+        if head is not None and intact(head, photo):
             outcomes[photo.id] = Outcome(
                 photo.id,
                 "staged",
                 size=head["ContentLength"],
-                sha256=meta["sha256"],  # type: ignore[index]
+                sha256=head["Metadata"]["sha256"],
                 content_type=head.get("ContentType"),
-                reused=True,  # type: ignore[union-attr]
+                reused=True,
             )
             continue
         todo.append(photo)

@@ -121,12 +121,15 @@ def test_expiring_signed_urls_and_rotating_tokens(stack: Any, run_dag: Any) -> N
     expected = eligible(acc_photos(stack, project), start, end)
     stack.admin("acc", "POST", "/_admin/faults", {"signed_url_ttl": 1, "download_bandwidth": 60000,
                                                   "access_token_ttl": 1})
+    # Two hours on: the access token stored by earlier runs has expired on the server side.
+    stack.admin("acc", "POST", "/_admin/clock", {"advance_seconds": 7200})
     try:
         before = stack.admin("acc", "GET", "/_admin/stats")["requests"]
         rc, output, report = run_dag(start, end, config)
         after = stack.admin("acc", "GET", "/_admin/stats")["requests"]
     finally:
         stack.admin("acc", "POST", "/_admin/faults", {})
+        stack.admin("acc", "POST", "/_admin/clock", {"offset_seconds": 0})
     assert rc == 0, output[-3000:]
     assert_exactly_once(stack, project, expected)
     # One photos:filter page for the listing, one for the first signed URLs, then refreshes.

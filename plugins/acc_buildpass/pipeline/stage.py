@@ -116,11 +116,12 @@ def stage_photo(acc: AccClient, store: Store, urls: SignedUrls, photo: AccPhoto,
                 raise
             if sink.size == 0:
                 raise InvalidPhoto(photo.id, "ACC served an empty file (0 bytes)")
-            if photo.size is not None and sink.size != photo.size:
-                raise TransportError(f"file is {sink.size} bytes, ACC's record says {photo.size}", url=url)
+            # The type first: a body that is not an image is final, a short one may be a cut transfer.
             content_type = sniff_content_type(sink.head)
             if content_type is None:
                 raise InvalidPhoto(photo.id, f"file is not an image (first bytes {sink.head[:8].hex()})")
+            if photo.size is not None and sink.size != photo.size:
+                raise TransportError(f"file is {sink.size} bytes, ACC's record says {photo.size}", url=url)
             spool.seek(0)
             digest = sink.sha256.hexdigest()
             store.s3.upload_fileobj(

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "acc_to_buildpass_photos"
@@ -121,7 +122,7 @@ class Stack:
         try:
             stack._start_s3()
             stack._start_emulators(seed)
-            stack.fernet_key = stack._python("from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")
+            stack.fernet_key = Fernet.generate_key().decode()
             migrate = subprocess.run(
                 [stack.bin("airflow"), "db", "migrate"], env=stack.env(), capture_output=True, text=True, check=False
             )
@@ -185,7 +186,9 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        urls = _wait("API emulators", lambda: ready.exists() and json.loads(ready.read_text()), 30, self._procs["sandbox"])
+        urls = _wait(
+            "API emulators", lambda: ready.exists() and json.loads(ready.read_text()), 30, self._procs["sandbox"]
+        )
         self.acc_url, self.buildpass_url = urls["acc_url"], urls["buildpass_url"]
 
     def _create_bucket(self) -> bool:
@@ -215,9 +218,6 @@ class Stack:
     def bin(name: str) -> str:
         here = Path(sys.executable).parent / name
         return str(here) if here.exists() else (shutil.which(name) or name)
-
-    def _python(self, code: str) -> str:
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
     def s3(self) -> Any:
         import boto3

@@ -5,9 +5,11 @@ The only module of the pipeline that knows Airflow's context; the steps do not.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from acc_buildpass.config import VARIABLE, PipelineConfig, resolve_window
 from acc_buildpass.errors import ConfigError
@@ -19,10 +21,26 @@ from acc_buildpass.pipeline.batches import Batch
 from acc_buildpass.storage import Layout, Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T", bound=Callable[..., Any])
 
 
 class CopyFailed(Exception):
     """Some photos could not be copied; the message names them and why."""
+
+
+def final_on_config_error(step: T) -> T:
+    """A configuration error fails the task at once: retrying cannot fix it, the operator can."""
+
+    @functools.wraps(step)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return step(*args, **kwargs)
+        except ConfigError as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"Configuration error: {exc}") from None
+
+    return run  # type: ignore[return-value]
 
 
 def load_config() -> PipelineConfig:
@@ -61,6 +79,7 @@ def _buildpass(config: PipelineConfig) -> Any:
     return BuildPassHook(config.buildpass_conn_id, policy=config.retry).get_conn()
 
 
+@final_on_config_error
 def extract(context: Any) -> list[dict[str, Any]]:
     config = load_config()
     dag_run = context.get("dag_run")
@@ -74,6 +93,7 @@ def extract(context: Any) -> list[dict[str, Any]]:
     return [b.to_xcom() for b in batches]
 
 
+@final_on_config_error
 def stage(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
     batch = Batch.from_xcom(raw_batch)
     context["batch_label"] = batch.label
@@ -84,6 +104,7 @@ def stage(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
     return raw_batch
 
 
+@final_on_config_error
 def publish(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
     batch = Batch.from_xcom(raw_batch)
     context["batch_label"] = batch.label
@@ -94,6 +115,7 @@ def publish(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"index": batch.index, "count": len(outcomes)}
 
 
+@final_on_config_error
 def report(raw_batches: list[dict[str, Any]] | None, context: Any) -> dict[str, Any]:
     if raw_batches is None:
         raise ConfigError("extraction did not finish: see the extract task's log")

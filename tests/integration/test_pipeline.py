@@ -31,8 +31,12 @@ def config_for(stack: Any, project: str, **extra: Any) -> dict[str, Any]:
         "staging_bucket": stack.bucket,
         "staging_prefix": f"t-{project[:8]}",
         "projects": [
-            {"acc_project_id": project, "builder_id": "buil_demo", "buildpass_project_id": "proj_demo",
-             "buildpass_folder_id": None}
+            {
+                "acc_project_id": project,
+                "builder_id": "buil_demo",
+                "buildpass_project_id": "proj_demo",
+                "buildpass_folder_id": None,
+            }
         ],
         "retry": {"attempts": 6, "initial_wait": 0.2, "max_wait": 2, "max_retry_after": 5},
         **extra,
@@ -52,8 +56,10 @@ def eligible(photos: dict[str, dict[str, Any]], window_start: datetime, window_e
     from acc_buildpass.records import parse_time
 
     return {
-        pid for pid, p in photos.items()
-        if not p.get("deletedAt") and p.get("mediaType") in ("NORMAL", "INFRARED", "PHOTOSPHERE")
+        pid
+        for pid, p in photos.items()
+        if not p.get("deletedAt")
+        and p.get("mediaType") in ("NORMAL", "INFRARED", "PHOTOSPHERE")
         and window_start <= parse_time(p["createdAt"]) < window_end
     }
 
@@ -75,12 +81,34 @@ def test_window_is_copied_exactly_once_and_a_rerun_creates_nothing(stack: Any, r
     start, end = DAY, DAY + timedelta(days=1)
     stack.seed_acc(project, count=130, start=iso(start), end=iso(end), seed=11, deleted=6, videos=4)
     # Edges: exactly at the start belongs here, exactly at the end to the next window.
-    stack.admin("acc", "POST", "/_admin/photos", {"project_id": project, "photos": [
-        {"id": "edge-start-0001", "projectId": project, "title": "At start", "mediaType": "NORMAL",
-         "createdAt": iso(start), "takenAt": iso(start), "size": 2048},
-        {"id": "edge-end-0001", "projectId": project, "title": "At end", "mediaType": "NORMAL",
-         "createdAt": iso(end) + "Z", "takenAt": iso(end), "size": 2048},
-    ]})
+    stack.admin(
+        "acc",
+        "POST",
+        "/_admin/photos",
+        {
+            "project_id": project,
+            "photos": [
+                {
+                    "id": "edge-start-0001",
+                    "projectId": project,
+                    "title": "At start",
+                    "mediaType": "NORMAL",
+                    "createdAt": iso(start),
+                    "takenAt": iso(start),
+                    "size": 2048,
+                },
+                {
+                    "id": "edge-end-0001",
+                    "projectId": project,
+                    "title": "At end",
+                    "mediaType": "NORMAL",
+                    "createdAt": iso(end) + "Z",
+                    "takenAt": iso(end),
+                    "size": 2048,
+                },
+            ],
+        },
+    )
     config = config_for(stack, project)
     expected = eligible(acc_photos(stack, project), start, end)
     assert "edge-start-0001" in expected and "edge-end-0001" not in expected
@@ -119,13 +147,14 @@ def test_expiring_signed_urls_and_rotating_tokens(stack: Any, run_dag: Any) -> N
     stack.seed_acc(project, count=40, start=iso(start), end=iso(end), seed=12, min_size=20000, max_size=30000)
     config = config_for(stack, project, download_threads=2)
     expected = eligible(acc_photos(stack, project), start, end)
-    stack.admin("acc", "POST", "/_admin/faults", {"signed_url_ttl": 1, "download_bandwidth": 60000,
-                                                  "access_token_ttl": 1})
+    stack.admin(
+        "acc", "POST", "/_admin/faults", {"signed_url_ttl": 1, "download_bandwidth": 60000, "access_token_ttl": 1}
+    )
     # Two hours on: the access token stored by earlier runs has expired on the server side.
     stack.admin("acc", "POST", "/_admin/clock", {"advance_seconds": 7200})
     try:
         before = stack.admin("acc", "GET", "/_admin/stats")["requests"]
-        rc, output, report = run_dag(start, end, config)
+        rc, output, _report = run_dag(start, end, config)
         after = stack.admin("acc", "GET", "/_admin/stats")["requests"]
     finally:
         stack.admin("acc", "POST", "/_admin/faults", {})
@@ -165,10 +194,17 @@ def test_single_create_mode_survives_lost_responses_without_duplicates(stack: An
     stack.seed_acc(project, count=12, start=iso(start), end=iso(end), seed=14)
     config = config_for(stack, project, publish_mode="single")
     expected = eligible(acc_photos(stack, project), start, end)
-    stack.admin("buildpass", "POST", "/_admin/faults", {"script": [
-        {"route": "photos-create", "fault": "lost_response", "times": 2},
-        {"route": "photos-create", "fault": "error5xx", "times": 1},
-    ]})
+    stack.admin(
+        "buildpass",
+        "POST",
+        "/_admin/faults",
+        {
+            "script": [
+                {"route": "photos-create", "fault": "lost_response", "times": 2},
+                {"route": "photos-create", "fault": "error5xx", "times": 1},
+            ]
+        },
+    )
     try:
         rc, output, report = run_dag(start, end, config)
     finally:
@@ -184,10 +220,17 @@ def test_bulk_mode_survives_lost_upsert_responses(stack: Any, run_dag: Any) -> N
     stack.seed_acc(project, count=60, start=iso(start), end=iso(end), seed=15)
     config = config_for(stack, project)
     expected = eligible(acc_photos(stack, project), start, end)
-    stack.admin("buildpass", "POST", "/_admin/faults", {"script": [
-        {"route": "bulk-upsert", "fault": "lost_response", "times": 1},
-        {"route": "bulk-upload", "fault": "reset", "times": 1},
-    ]})
+    stack.admin(
+        "buildpass",
+        "POST",
+        "/_admin/faults",
+        {
+            "script": [
+                {"route": "bulk-upsert", "fault": "lost_response", "times": 1},
+                {"route": "bulk-upload", "fault": "reset", "times": 1},
+            ]
+        },
+    )
     try:
         rc, output, _ = run_dag(start, end, config)
     finally:
@@ -202,7 +245,7 @@ def test_wrong_project_mapping_fails_fast_naming_the_key(stack: Any, run_dag: An
     config = config_for(stack, project)
     config["projects"][0]["buildpass_project_id"] = "proj_nope"
     before = stack.admin("acc", "GET", "/_admin/stats")["requests"]
-    rc, output, report = run_dag(DAY, DAY + timedelta(hours=1), config)
+    rc, output, _report = run_dag(DAY, DAY + timedelta(hours=1), config)
     after = stack.admin("acc", "GET", "/_admin/stats")["requests"]
     assert rc != 0
     assert "projects[0].buildpass_project_id 'proj_nope'" in output

@@ -1,0 +1,37 @@
+# acc-buildpass: `make demo`, `make test`. Both create .venv (Python 3.11+) and install what they need.
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do command -v $$p >/dev/null 2>&1 && \
+            $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && echo $$p && break; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp-install
+PYTEST_ARGS ?=
+
+.PHONY: install test lint unit demo clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (none found on PATH)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# The whole suite: unit tests, emulator tests, DAG tests and real DAG runs (SeaweedFS + emulators).
+test: lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Fast feedback: everything but the real DAG runs.
+unit: install
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: install
+	PYTHONPATH=include $(BIN)/python -m sandbox.demo
+
+clean:
+	rm -rf $(VENV) .demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -48,13 +48,13 @@ class Sandbox:
         self.stop()
 
 
-def start(acc_port: int = 0, buildpass_port: int = 0, seed: int = 0) -> Sandbox:
-    """Start both emulators on 127.0.0.1 (port 0 = a free port) in daemon threads."""
+def start(acc_port: int = 0, buildpass_port: int = 0, seed: int = 0, host: str = "127.0.0.1") -> Sandbox:
+    """Start both emulators on ``host`` (loopback unless told; port 0 = a free port) in daemon threads."""
     acc = AccApp(seed=seed)
     buildpass = BuildPassApp(seed=seed)
-    acc_server = Serving(acc, acc_port)
+    acc_server = Serving(acc, acc_port, host)
     try:
-        buildpass_server = Serving(buildpass, buildpass_port)
+        buildpass_server = Serving(buildpass, buildpass_port, host)
     except BaseException:
         acc_server.stop()
         raise

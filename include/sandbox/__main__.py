@@ -1,4 +1,4 @@
-"""``python -m sandbox --acc-port 0 --buildpass-port 0 [--ready-file PATH] [--seed N]``"""
+"""``python -m sandbox --acc-port 0 --buildpass-port 0 [--ready-file PATH] [--seed N] [--host ADDR]``"""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--buildpass-port", type=int, default=0)
     parser.add_argument("--ready-file", help="where to write the URLs (atomically) once both servers listen")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 inside a container)")
     args = parser.parse_args(argv)
 
-    box = sandbox.start(acc_port=args.acc_port, buildpass_port=args.buildpass_port, seed=args.seed)
+    box = sandbox.start(acc_port=args.acc_port, buildpass_port=args.buildpass_port, seed=args.seed, host=args.host)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

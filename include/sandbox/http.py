@@ -815,12 +815,13 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, app: App, port: int) -> None:
+    def __init__(self, app: App, port: int, host: str = "127.0.0.1") -> None:
         self.app = app
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), RequestHandler)
-        app.base_url = f"http://127.0.0.1:{self.server_address[1]}"
+        super().__init__((host, port), RequestHandler)
+        shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        app.base_url = f"http://{shown}:{self.server_address[1]}"
 
     @property
     def url(self) -> str:
@@ -853,8 +854,8 @@ class Server(ThreadingHTTPServer):
 class Serving:
     """A server running in a daemon thread."""
 
-    def __init__(self, app: App, port: int = 0) -> None:
-        self.server = Server(app, port)
+    def __init__(self, app: App, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.server = Server(app, port, host)
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, name=f"sandbox-{app.name}", daemon=True
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -44,6 +45,14 @@ def new_session(pool_size: int = 8) -> requests.Session:
     return session
 
 
+INSECURE_HOSTS_ENV = "ACC_BUILDPASS_INSECURE_HTTP_HOSTS"
+
+
+def insecure_hosts() -> set[str]:
+    """Host names the operator allowed over plain http (e.g. the emulators in docker compose)."""
+    return {h.strip() for h in os.environ.get(INSECURE_HOSTS_ENV, "").split(",") if h.strip()}
+
+
 def is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
@@ -59,8 +68,11 @@ def check_base_url(url: str, *, name: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{name}: {url!r} is not an http(s) URL")
-    if parts.scheme == "http" and not is_loopback(url):
-        raise ValueError(f"{name}: plain http is only allowed for loopback hosts, got {parts.hostname}")
+    if parts.scheme == "http" and not is_loopback(url) and parts.hostname not in insecure_hosts():
+        raise ValueError(
+            f"{name}: plain http is only allowed for loopback hosts, got {parts.hostname} (use https; "
+            f"{INSECURE_HOSTS_ENV} lists hosts allowed over http, for a local sandbox only)"
+        )
     return url.rstrip("/")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from acc_buildpass.http import INSECURE_HOSTS_ENV, check_base_url
 
 

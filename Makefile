@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 PYTEST_ARGS ?=
 
-.PHONY: install test lint unit demo clean
+.PHONY: install test lint unit chaos demo clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (none found on PATH)"; exit 1; }
@@ -29,6 +29,10 @@ test: lint
 # Fast feedback: everything but the real DAG runs.
 unit: install
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# The reliability suite alone (faults, crashes, parallel workers, bad input), with its figures.
+chaos: install
+	$(BIN)/pytest -s tests/reliability $(PYTEST_ARGS)
 
 demo: install
 	PYTHONPATH=include $(BIN)/python -m sandbox.demo

@@ -312,16 +312,19 @@ class Stack:
             **extra,
         }
 
-    def run_dag(
-        self, window_start: str, window_end: str, config: dict[str, Any], timeout: float = 900
-    ) -> tuple[int, str]:
-        """``airflow dags test`` for one window; returns (exit code, stdout + stderr)."""
+    def _dag_command(self, window_start: str, window_end: str) -> list[str]:
         self._runs += 1
         # Unique per run, and after the DAG's start_date (a run before it runs no task at all).
         logical = f"2026-06-01T00:{self._runs // 60:02d}:{self._runs % 60:02d}+00:00"
         conf = json.dumps({"window_start": window_start, "window_end": window_end})
+        return [self.bin("airflow"), "dags", "test", DAG_ID, logical, "-c", conf]
+
+    def run_dag(
+        self, window_start: str, window_end: str, config: dict[str, Any], timeout: float = 900
+    ) -> tuple[int, str]:
+        """``airflow dags test`` for one window; returns (exit code, stdout + stderr)."""
         proc = subprocess.run(
-            [self.bin("airflow"), "dags", "test", DAG_ID, logical, "-c", conf],
+            self._dag_command(window_start, window_end),
             env=self.env(config),
             capture_output=True,
             text=True,
@@ -329,6 +332,28 @@ class Stack:
             check=False,
         )
         return proc.returncode, proc.stdout + "\n" + proc.stderr
+
+    def start_dag(
+        self, window_start: str, window_end: str, config: dict[str, Any], log: Path
+    ) -> subprocess.Popen[bytes]:
+        """The same in the background, in its own process group (for crash tests); output to ``log``."""
+        with open(log, "wb") as out:
+            return subprocess.Popen(
+                self._dag_command(window_start, window_end),
+                env=self.env(config),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def restart_s3(self) -> None:
+        """Stop the S3 server (SIGTERM, as a restart does) and start it again on the same ports and data."""
+        proc = self._procs.pop("s3")
+        command = list(proc.args)  # type: ignore[arg-type]
+        _stop(proc, 30)
+        log = open(self.root / "s3" / "weed.log", "ab")  # noqa: SIM115 - lives as long as the server
+        self._procs["s3"] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait("SeaweedFS S3 after a restart", self._create_bucket, 90, self._procs["s3"])
 
     def report(self, config: dict[str, Any], window_id: str) -> Any | None:
         key = f"{config.get('staging_prefix', 'acc-photos')}/windows/{window_id}/report.json"

@@ -62,8 +62,11 @@ def load_config() -> PipelineConfig:
 
 def _store(config: PipelineConfig) -> Store:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.config import Config
 
-    s3 = S3Hook(aws_conn_id=config.staging_conn_id).get_conn()
+    # Object storage restarts and throttles too: ride out a minute or so before the task fails.
+    retries = Config(retries={"max_attempts": 10, "mode": "standard"}, connect_timeout=10, read_timeout=120)
+    s3 = S3Hook(aws_conn_id=config.staging_conn_id, config=retries).get_conn()
     return Store(s3, Layout(config.staging_bucket, config.staging_prefix))
 
 

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 PYTEST_ARGS ?=
 
-.PHONY: install test lint unit chaos demo clean
+.PHONY: install test lint unit chaos bench demo clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (none found on PATH)"; exit 1; }
@@ -34,8 +34,14 @@ unit: install
 chaos: install
 	$(BIN)/pytest -s tests/reliability $(PYTEST_ARGS)
 
+# Throughput, requests per photo, memory: the pipeline against the straight-line floor and the
+# rate-limit ceiling. Writes bench/RESULTS.md and bench/throughput.png. BENCH_ARGS='--sizes 200' for a short one.
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
 demo: install
 	PYTHONPATH=include $(BIN)/python -m sandbox.demo
 
 clean:
-	rm -rf $(VENV) .demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .bench build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -107,6 +107,7 @@ class Stack:
     refresh_token: str = ""
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _runs: int = 0
+    last_logical_date: str = ""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -316,6 +317,7 @@ class Stack:
         self._runs += 1
         # Unique per run, and after the DAG's start_date (a run before it runs no task at all).
         logical = f"2026-06-01T00:{self._runs // 60:02d}:{self._runs % 60:02d}+00:00"
+        self.last_logical_date = logical
         conf = json.dumps({"window_start": window_start, "window_end": window_end})
         return [self.bin("airflow"), "dags", "test", DAG_ID, logical, "-c", conf]
 

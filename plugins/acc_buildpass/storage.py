@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -156,26 +156,29 @@ class Store:
         )
 
     def read_manifest(self, key: str) -> list[AccPhoto]:
-        import pandas as pd
+        """One manifest part, read with pyarrow alone: stage and publish tasks never import pandas."""
+        import pyarrow.parquet as pq
 
         body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        frame = pd.read_parquet(io.BytesIO(body))
-        photos = []
-        for row in frame.to_dict("records"):
-            photos.append(
-                AccPhoto(
-                    id=row["id"],
-                    project_id=row["project_id"],
-                    title=row["title"] or "",
-                    description=row["description"] or "",
-                    size=None if pd.isna(row["size"]) else int(row["size"]),
-                    media_type=row["media_type"],
-                    created_at=row["created_at"].to_pydatetime(),
-                    taken_at=None if pd.isna(row["taken_at"]) else row["taken_at"].to_pydatetime(),
-                    deleted_at=None,
-                )
+        rows = pq.read_table(io.BytesIO(body), columns=MANIFEST_COLUMNS).to_pylist()
+        return [
+            AccPhoto(
+                id=row["id"],
+                project_id=row["project_id"],
+                title=row["title"] or "",
+                description=row["description"] or "",
+                size=row["size"],
+                media_type=row["media_type"],
+                created_at=_utc(row["created_at"]),
+                taken_at=_utc(row["taken_at"]) if row["taken_at"] is not None else None,
+                deleted_at=None,
             )
-        return photos
+            for row in rows
+        ]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _missing(exc: ClientError) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import resource
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -33,14 +34,26 @@ def final_on_config_error(step: T) -> T:
 
     @functools.wraps(step)
     def run(*args: Any, **kwargs: Any) -> Any:
+        at_start = _rss_mb()
         try:
             return step(*args, **kwargs)
         except ConfigError as exc:
             from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException(f"Configuration error: {exc}") from None
+        finally:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            log.info("memory of this task process: %.0f MB when %s began, peak %.0f MB", at_start, step.__name__, peak)
 
     return run  # type: ignore[return-value]
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:  # not Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def load_config() -> PipelineConfig:
@@ -121,7 +134,7 @@ def publish(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
 @final_on_config_error
 def report(raw_batches: list[dict[str, Any]] | None, context: Any) -> dict[str, Any]:
     if raw_batches is None:
-        raise ConfigError("extraction did not finish: see the extract task's log")
+        raise CopyFailed("extraction did not finish, nothing was copied: see the extract task's log")
     config = load_config()
     batches = [Batch.from_xcom(b) for b in raw_batches]
     dag_run = context.get("dag_run")

@@ -10,10 +10,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
+from boto3.s3.transfer import TransferConfig
+
 from acc_buildpass import retry
 from acc_buildpass.clients.acc import AccClient
 from acc_buildpass.config import PipelineConfig
-from acc_buildpass.errors import ApiError, Gone, InvalidPhoto, SignedUrlExpired, TransportError
+from acc_buildpass.errors import ApiError, Gone, InvalidPhoto, SignedUrlExpired
 from acc_buildpass.mapping import sniff_content_type
 from acc_buildpass.pipeline.batches import Batch, Outcome
 from acc_buildpass.records import AccPhoto
@@ -22,6 +24,14 @@ from acc_buildpass.storage import Store
 log = logging.getLogger(__name__)
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024  # larger photos spool to local disk, never to RAM
+# Multipart to S3 above 16 MiB, in 8 MiB parts, two at a time and at most two read ahead: about
+# 16 MiB of buffers per upload (boto3's defaults hold up to 80 MiB for each of our download threads).
+_TRANSFER = TransferConfig(
+    multipart_threshold=16 * 1024 * 1024,
+    multipart_chunksize=8 * 1024 * 1024,
+    max_concurrency=2,
+)
+_TRANSFER.max_in_memory_upload_chunks = 2  # an s3transfer setting boto3's constructor does not take
 URL_CHUNK = 50  # ids per photos:filter call
 
 
@@ -121,7 +131,8 @@ def stage_photo(acc: AccClient, store: Store, urls: SignedUrls, photo: AccPhoto,
             if content_type is None:
                 raise InvalidPhoto(photo.id, f"file is not an image (first bytes {sink.head[:8].hex()})")
             if photo.size is not None and sink.size != photo.size:
-                raise TransportError(f"file is {sink.size} bytes, ACC's record says {photo.size}", url=url)
+                # The transfer was whole (download() checks Content-Length): asking again gives the same bytes.
+                raise InvalidPhoto(photo.id, f"file is {sink.size} bytes, ACC's record says {photo.size}")
             spool.seek(0)
             digest = sink.sha256.hexdigest()
             store.s3.upload_fileobj(
@@ -132,6 +143,7 @@ def stage_photo(acc: AccClient, store: Store, urls: SignedUrls, photo: AccPhoto,
                     "ContentType": content_type,
                     "Metadata": {"sha256": digest, "size": str(sink.size), "acc-photo-id": photo.id},
                 },
+                Config=_TRANSFER,
             )
             return Outcome(photo.id, "staged", size=sink.size, sha256=digest, content_type=content_type)
 

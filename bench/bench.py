@@ -1,0 +1,388 @@
+"""``make bench``: the real DAG against the emulators and SeaweedFS with realistic latencies.
+
+For each workload, on freshly reset emulators: the pipeline (``airflow dags test``), then the
+straight-line floor (``straight_line.py``, same concurrency, no Airflow, no staging) on the same
+workload, and the ceiling that BuildPass's rate limit implies. Prints one table, writes
+``bench/RESULTS.md`` and ``bench/throughput.png``. Ratios within one run, not absolute times:
+these machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import straight_line
+from sandbox.stack import ACC_CLIENT, BP_CLIENT, BP_PROJECT, BUILDER, ROOT, Stack
+
+HERE = Path(__file__).resolve().parent
+START = datetime(2026, 5, 4, tzinfo=UTC)
+END = START + timedelta(days=1)
+ACC_LATENCY_MS = 50
+BP_LATENCY_MS = 80
+DOWNLOAD_BANDWIDTH = 8_000_000  # bytes/s per download
+BP_LIMIT = (100, 10)  # requests per seconds, per IP
+MIN_BP_REQUESTS = {"bulk": 1 / 25 + 1 / 100, "single": 2.0}  # per photo: uploads of 25, upserts of 100
+
+
+@dataclass
+class Result:
+    workload: str
+    kind: str  # pipeline | floor | re-run
+    mode: str
+    photos: int
+    seconds: float
+    acc_api: int = 0
+    acc_downloads: int = 0
+    bp: int = 0
+    bytes_moved: int = 0
+    rss_mb: float | None = None
+    task_seconds: float | None = None
+    threads: int = 4
+    eligible: int = 0
+    task_rss_mb: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.eligible / self.seconds if self.seconds else 0.0
+
+    @property
+    def overhead(self) -> float | None:
+        return None if self.task_seconds is None else max(0.0, 1 - self.task_seconds / self.seconds)
+
+
+def fresh(stack: Stack, *, bp_limit: bool = True) -> None:
+    """Emulators as new, realistic latencies, a new ACC sign-in, an empty token store."""
+    for server in ("acc", "buildpass"):
+        stack.admin(server, "POST", "/_admin/reset")
+    stack.admin(
+        "acc", "POST", "/_admin/faults", {"latency_ms": ACC_LATENCY_MS, "download_bandwidth": DOWNLOAD_BANDWIDTH}
+    )
+    stack.admin("buildpass", "POST", "/_admin/faults", {"latency_ms": BP_LATENCY_MS})
+    limit, window = BP_LIMIT if bp_limit else (0, 10)
+    stack.admin("buildpass", "POST", "/_admin/rate-limit", {"limit": limit, "window_seconds": window})
+    stack.refresh_token = stack.new_refresh_token()
+
+
+def seed(stack: Stack, project: str, count: int, large: int, large_mb: int) -> int:
+    if count:
+        stack.seed_acc(
+            project,
+            count=count,
+            start=START.strftime("%Y-%m-%dT%H:%M:%S"),
+            end=END.strftime("%Y-%m-%dT%H:%M:%S"),
+            seed=count,
+        )
+    if large:
+        records = [
+            {
+                "id": f"large-{n:04d}-{uuid.UUID(int=n).hex[:12]}",
+                "projectId": project,
+                "title": f"Drone survey {n}",
+                "mediaType": "NORMAL",
+                "size": large_mb * 1024 * 1024,
+                "createdAt": (START + timedelta(hours=1, minutes=n)).strftime("%Y-%m-%dT%H:%M:%S"),
+                "takenAt": (START + timedelta(hours=1, minutes=n)).strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+            for n in range(large)
+        ]
+        stack.admin("acc", "POST", "/_admin/photos", {"project_id": project, "photos": records})
+    photos = stack.admin("acc", "GET", f"/_admin/photos?project_id={project}")["photos"]
+    return sum(int(p["size"]) for p in photos)
+
+
+def stats(stack: Stack) -> tuple[int, int, int]:
+    acc = stack.admin("acc", "GET", "/_admin/stats")["requests"]
+    bp = stack.admin("buildpass", "GET", "/_admin/stats")["total"]
+    downloads = acc.get("oss", 0) + acc.get("asset", 0)
+    return sum(acc.values()) - downloads, downloads, bp
+
+
+def task_seconds(stack: Stack, since: str) -> float:
+    db = sqlite3.connect(stack.root / "airflow" / "airflow.db")
+    try:
+        row = db.execute(
+            "SELECT SUM((julianday(end_date) - julianday(start_date)) * 86400) FROM task_instance "
+            "WHERE start_date >= ? AND end_date IS NOT NULL",
+            (since,),
+        ).fetchone()
+    finally:
+        db.close()
+    return float(row[0] or 0.0)
+
+
+def _measured(command: list[str], env: dict[str, str], log: Path) -> tuple[int, float, float]:
+    """Run a command; (exit code, seconds, peak RSS in MB of it and its children)."""
+    began = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    return os.waitstatus_to_exitcode(status), time.monotonic() - began, usage.ru_maxrss / 1024
+
+
+def run_pipeline(stack: Stack, workload: str, kind: str, config: dict[str, Any], eligible: int, moved: int) -> Result:
+    since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    command = stack._dag_command(START.isoformat(), END.isoformat())
+    log = stack.root / f"bench-{workload}-{kind}.log"
+    rc, seconds, rss = _measured(command, stack.env(config), log)
+    if rc != 0:
+        raise SystemExit(f"{workload}: the DAG run failed (exit {rc}); see {log}")
+    acc_api, downloads, bp = stats(stack)
+    report = stack.report(config, f"{START:%Y%m%dT%H%M%SZ}--{END:%Y%m%dT%H%M%SZ}")
+    created = report["totals"]["created"] if report else 0
+    return Result(
+        workload,
+        kind,
+        config.get("publish_mode", "bulk"),
+        created,
+        seconds,
+        acc_api,
+        downloads,
+        bp,
+        moved if created else 0,
+        rss,
+        task_seconds(stack, since),
+        config.get("download_threads", 4),
+        eligible=eligible,
+    )
+
+
+def task_processes(stack: Stack, config: dict[str, Any]) -> dict[str, float]:
+    """Peak RSS of one stage and one publish task, each alone in its own process (``airflow tasks test``).
+
+    The staged objects and the ledger are removed first, so both tasks move every byte again.
+    """
+    s3 = stack.s3()
+    prefix = config["staging_prefix"]
+    for part in ("objects", "ledger"):
+        listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"{prefix}/{part}/")
+        for item in listed.get("Contents", []):
+            s3.delete_object(Bucket=stack.bucket, Key=item["Key"])
+    peaks = {}
+    for task in ("batch.stage", "batch.publish"):
+        command = [
+            stack.bin("airflow"),
+            "tasks",
+            "test",
+            "acc_to_buildpass_photos",
+            task,
+            stack.last_logical_date,
+            "--map-index",
+            "0",
+        ]
+        log = stack.root / f"bench-{task}.log"
+        rc, _, rss = _measured(command, stack.env(config), log)
+        if rc != 0:
+            raise SystemExit(f"airflow tasks test {task} failed (exit {rc}); see {log}")
+        peaks[task] = rss
+        # The task's own log line: the process's size when the step began (Airflow, the DAG, imports).
+        began = re.findall(r"memory of this task process: (\d+) MB when", log.read_text(errors="replace"))
+        if began:
+            peaks[f"{task} at start"] = float(began[-1])
+    return peaks
+
+
+def run_floor(stack: Stack, workload: str, project: str, threads: int, eligible: int) -> Result:
+    from acc_buildpass.clients.buildpass import BuildPassClient
+
+    bp = BuildPassClient(stack.buildpass_url, *BP_CLIENT)
+    began = time.monotonic()
+    created = straight_line.copy(
+        stack.acc_url,
+        ACC_CLIENT,
+        stack.refresh_token,
+        bp,
+        project,
+        straight_line.Target(BUILDER, BP_PROJECT),
+        START,
+        END,
+        download_threads=threads,
+    )
+    seconds = time.monotonic() - began
+    acc_api, downloads, bp_requests = stats(stack)
+    return Result(
+        workload, "floor", "bulk", created, seconds, acc_api, downloads, bp_requests, threads=threads, eligible=eligible
+    )
+
+
+def workload(
+    stack: Stack,
+    n: int,
+    *,
+    large: int = 0,
+    large_mb: int = 200,
+    mode: str = "bulk",
+    threads: int = 4,
+    rerun: bool = False,
+    floor: bool = True,
+) -> list[Result]:
+    name = f"{n}" + (f" + {large} x {large_mb} MB" if large else "") + (f", {threads} threads" if threads != 4 else "")
+    project = str(uuid.uuid4())
+    config = stack.config([project], prefix=f"bench-{project[:8]}", publish_mode=mode, download_threads=threads)
+    fresh(stack)
+    moved = seed(stack, project, n, large, large_mb)
+    eligible = n + large
+    print(f"[{name}, {mode}] pipeline ...", flush=True)
+    results = [run_pipeline(stack, name, "pipeline", config, eligible, moved)]
+    print(f"  {results[-1].rate:.1f} photos/s in {results[-1].seconds:.1f} s", flush=True)
+    if large:
+        results[-1].task_rss_mb = task_processes(stack, config)
+        print(f"  task processes: {results[-1].task_rss_mb}", flush=True)
+    if rerun:
+        for server in ("acc", "buildpass"):
+            stack.admin(server, "POST", "/_admin/stats/reset")
+        print(f"[{name}] re-run of the same window ...", flush=True)
+        results.append(run_pipeline(stack, name, "re-run", config, eligible, 0))
+    if floor and mode == "bulk":
+        fresh(stack)
+        seed(stack, project, n, large, large_mb)
+        print(f"[{name}] straight-line floor ...", flush=True)
+        results.append(run_floor(stack, name, project, threads, eligible))
+        print(f"  {results[-1].rate:.1f} photos/s", flush=True)
+    return results
+
+
+def ceiling(mode: str) -> float:
+    limit, window = BP_LIMIT
+    return limit / window / MIN_BP_REQUESTS[mode]
+
+
+def table(results: list[Result]) -> list[str]:
+    lines = [
+        "| workload | mode | run | photos | s | photos/s | vs floor | vs BuildPass ceiling | BuildPass req/photo "
+        "| ACC API req/photo | downloads | MB moved | peak RSS MB (dags test / one task) | Airflow overhead |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    floors = {(r.workload, r.mode): r for r in results if r.kind == "floor"}
+    for r in results:
+        floor = floors.get((r.workload, r.mode)) if r.kind == "pipeline" else None
+        per = max(r.eligible, 1)
+        ratio_floor = f"{r.rate / floor.rate:.0%}" if floor and floor.rate else ""
+        ratio_ceiling = f"{r.rate / ceiling(r.mode):.0%}" if r.kind != "re-run" else ""
+        rss = "" if r.rss_mb is None else f"{r.rss_mb:.0f}"
+        if r.task_rss_mb:
+            rss += " / " + ", ".join(
+                f"{k.split('.')[-1]} {v:.0f}" for k, v in r.task_rss_mb.items() if "at start" not in k
+            )
+        lines.append(
+            f"| {r.workload} | {r.mode} | {r.kind} | {r.photos if r.kind != 're-run' else r.eligible} "
+            f"| {r.seconds:.1f} | {r.rate:.1f} | {ratio_floor} | {ratio_ceiling} "
+            f"| {r.bp / per:.3f} | {r.acc_api / per:.3f} | {r.acc_downloads} | {r.bytes_moved / 1e6:.1f} "
+            f"| {rss} | {'' if r.overhead is None else f'{r.overhead:.0%}'} |"
+        )
+    return lines
+
+
+def plot(results: list[Result], sweep: list[Result], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for kind, marker in (("pipeline", "o"), ("floor", "s")):
+        points = sorted(
+            (r.eligible, r.rate) for r in results if r.mode == "bulk" and "+" not in r.workload and r.kind == kind
+        )
+        if points:
+            left.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=kind)
+    left.axhline(ceiling("bulk"), linestyle="--", color="grey", label="BuildPass rate-limit ceiling")
+    left.set_xscale("log")
+    left.set_xlabel("photos in the window (N)")
+    left.set_ylabel("photos / s")
+    left.set_title("Throughput against N (bulk mode)")
+    left.legend()
+    for kind, marker in (("pipeline", "o"), ("floor", "s")):
+        points = sorted((r.threads, r.rate) for r in sweep if r.kind == kind)
+        if points:
+            right.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=kind)
+    right.set_xlabel("download threads per task")
+    right.set_ylabel("photos / s")
+    right.set_title("Throughput against concurrency")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sizes", default="200,2000,20000", help="photo counts of the small-photo workloads")
+    parser.add_argument("--large", type=int, default=3, help="how many large photos in the large workload")
+    parser.add_argument("--large-mb", type=int, default=200)
+    parser.add_argument("--sweep", default="1,2,4,8", help="download threads for the concurrency sweep ('' skips)")
+    parser.add_argument("--sweep-n", type=int, default=1000)
+    parser.add_argument("--single-n", type=int, default=200, help="photos of the single-create workload (0 skips)")
+    parser.add_argument("--out", default=str(HERE))
+    parser.add_argument("--dir", default=str(ROOT / ".bench"))
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    began = time.monotonic()
+    results: list[Result] = []
+    sweep: list[Result] = []
+    with Stack.start(Path(args.dir), seed=5) as stack:
+        for n in sizes:
+            results += workload(stack, n, rerun=(n == sizes[min(1, len(sizes) - 1)]))
+        if args.large:
+            results += workload(stack, 20, large=args.large, large_mb=args.large_mb, floor=False)
+        if args.single_n:
+            results += workload(stack, args.single_n, mode="single", floor=False)
+        for threads in [int(t) for t in args.sweep.split(",") if t]:
+            sweep += workload(stack, args.sweep_n, threads=threads)
+    total = time.monotonic() - began
+
+    out = Path(args.out)
+    lines = table(results)
+    print("\n".join(lines))
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+    command = "make bench" + (f" BENCH_ARGS='{' '.join(argv)}'" if argv else "")
+    text = [
+        "# Benchmark results",
+        "",
+        f"Generated by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {total / 60:.1f} min.",
+        f"Machine: {machine}.",
+        "",
+        f"Emulators: ACC {ACC_LATENCY_MS} ms a request, downloads at {DOWNLOAD_BANDWIDTH / 1e6:.0f} MB/s each; "
+        f"BuildPass {BP_LATENCY_MS} ms a request, rate limit {BP_LIMIT[0]} requests / {BP_LIMIT[1]} s. "
+        "Small photos are 2-20 kB. The pipeline is `airflow dags test` (tasks one after another, "
+        "4 download and 2 upload threads in a task); the floor is `bench/straight_line.py` with the same "
+        "threads, no Airflow and no staging. The ceiling is what BuildPass's rate limit allows at the "
+        f"fewest requests a photo ({MIN_BP_REQUESTS['bulk']:.2f} in bulk mode: {ceiling('bulk'):.0f} photos/s; "
+        f"{MIN_BP_REQUESTS['single']:.0f} in single mode: {ceiling('single'):.0f} photos/s).",
+        "",
+        "Photos/s counts the whole `airflow dags test` process, Airflow's start-up included. Peak RSS is the",
+        "largest resident size of that process and its children. Airflow overhead is the share of wall time",
+        "outside task execution (start-up, parsing, scheduling between tasks).",
+        "",
+        *lines,
+        "",
+        "## Throughput against concurrency",
+        "",
+        *table(sweep),
+        "",
+        "![throughput](throughput.png)",
+        "",
+    ]
+    (out / "RESULTS.md").write_text("\n".join(text))
+    (out / "results.json").write_text(json.dumps([r.__dict__ | {"rate": r.rate} for r in results + sweep], indent=1))
+    plot(results, sweep, out / "throughput.png")
+    print(f"\nwrote {out / 'RESULTS.md'} and {out / 'throughput.png'} ({total / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -40,6 +40,7 @@ BUILDER = r"/builders/(?P<builder_id>[^/]+)"
 HEAD_BYTES = 64
 MAX_FIELD = 1024 * 1024
 MAX_FILE_NAME = 255
+DEFAULT_REJECT = "photo failed validation"
 
 
 # -- multipart/form-data, streamed ------------------------------------------------------------
@@ -245,6 +246,7 @@ class BuildPassApp(App):
         self.attachments: dict[str, dict[str, Any]] = {}
         self.photos: dict[str, dict[str, Any]] = {}
         self.upserted: dict[tuple[str, str, str], str] = {}  # (builder, project, externalSourceId) -> photo id
+        self.rejects: dict[str, str] = {}  # externalSourceId -> validation message (POST /_admin/reject)
         self.add_client(*DEFAULT_CLIENT, [DEFAULT_BUILDER])
         self.add_project(DEFAULT_BUILDER, *DEFAULT_PROJECT)
 
@@ -268,6 +270,8 @@ class BuildPassApp(App):
         self.admin("GET", r"/photos", self._admin_photos)
         self.admin("GET", r"/attachments", self._admin_attachments)
         self.admin("GET", r"/folders", self._admin_folders)
+        self.admin("GET", r"/reject", lambda req: json_response(200, {"rejects": self.reject_rules()}))
+        self.admin("POST", r"/reject", self._admin_reject)
 
     # -- error shapes ----------------------------------------------------------------------
 
@@ -346,6 +350,37 @@ class BuildPassApp(App):
         with self.lock:
             out = [dict(a) for a in self.attachments.values() if builder_id is None or a["builderId"] == builder_id]
         return json_response(200, {"attachments": out})
+
+    def reject_rules(self) -> dict[str, str]:
+        with self.lock:
+            return dict(self.rejects)
+
+    def _admin_reject(self, req: Request) -> Response:
+        """``{"externalSourceId", "message"?}`` refuses that photo from now on; ``{"clear": true}`` forgets
+        every rule (with an ``externalSourceId``, only that one)."""
+        body = admin_json(req)
+        ext = body.get("externalSourceId") if isinstance(body, dict) else None
+        if isinstance(body, dict) and body.get("clear") is True:
+            with self.lock:
+                if isinstance(ext, str):
+                    self.rejects.pop(ext, None)
+                else:
+                    self.rejects.clear()
+            return json_response(200, {"rejects": self.reject_rules()})
+        message = body.get("message", DEFAULT_REJECT) if isinstance(body, dict) else None
+        if not isinstance(ext, str) or not ext or not isinstance(message, str) or not message:
+            return json_response(
+                400, {"error": 'expected {"externalSourceId": "<id>", "message": "<text>"} or {"clear": true}'}
+            )
+        with self.lock:
+            self.rejects[ext] = message
+        return json_response(200, {"rejects": self.reject_rules()})
+
+    def _rejected(self, entry: dict[str, Any]) -> str | None:
+        """The validation message of a reject rule for this photo's externalSourceId, if any."""
+        ext = entry.get("externalSourceId")
+        with self.lock:
+            return self.rejects.get(ext) if isinstance(ext, str) else None
 
     def _admin_folders(self, req: Request) -> Response:
         builder_id = req.arg("builder_id")
@@ -612,7 +647,7 @@ class BuildPassApp(App):
     def create_photo(self, req: Request, builder_id: str) -> Response:
         self._authorize(req, builder_id, "write:photos")
         body = self._json_object(req)
-        problem = bad_file_name(body.get("fileName"))
+        problem = self._rejected(body) or bad_file_name(body.get("fileName"))
         if problem:
             return self.error(400, problem, "invalid_request")
         project_id = body.get("projectId")
@@ -684,7 +719,7 @@ class BuildPassApp(App):
                     {"externalSourceId": ext if isinstance(ext, str) else None, "error": "externalSourceId is required"}
                 )
                 continue
-            problem = bad_file_name(entry.get("fileName"))
+            problem = self._rejected(entry) or bad_file_name(entry.get("fileName"))
             captured = None
             if problem is None and entry.get("capturedAt") is not None:
                 captured = parse_datetime(entry["capturedAt"])

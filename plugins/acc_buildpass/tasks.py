@@ -132,7 +132,9 @@ def publish(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 @final_on_config_error
-def report(raw_batches: list[dict[str, Any]] | None, context: Any) -> dict[str, Any]:
+def report(raw_batches: list[dict[str, Any]] | None, context: Any, manifest: Any = None) -> dict[str, Any]:
+    """Reconcile; when every photo was copied, ``manifest`` (an outlet Asset) gets an event whose
+    extra says where the window's manifest parts and report are (keys only, never a secret)."""
     if raw_batches is None:
         raise CopyFailed("extraction did not finish, nothing was copied: see the extract task's log")
     config = load_config()
@@ -142,13 +144,21 @@ def report(raw_batches: list[dict[str, Any]] | None, context: Any) -> dict[str, 
         getattr(dag_run, "conf", None) or {}, context.get("data_interval_start"), context.get("data_interval_end")
     )
     store = _store(config)
-    result = report_step.build(store, config, window, batches)
+    result = report_step.build(store, config, window, batches, run_id=context.get("run_id"))
     log.info(
         "Reconciliation report (s3://%s/%s):\n%s",
         store.bucket,
         store.layout.report(window, "md"),
         report_step.render(result),
     )
+    if manifest is not None:
+        context["outlet_events"][manifest].extra = {
+            "bucket": store.bucket,
+            "window": result["window"],
+            "manifests": [key for batch in batches for key in batch.parts],
+            "report": store.layout.report(window, "json"),
+            "totals": result["totals"],
+        }
     failed = report_step.failures(result)
     if failed:
         shown = "; ".join(failed[:20]) + (f"; and {len(failed) - 20} more" if len(failed) > 20 else "")

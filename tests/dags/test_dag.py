@@ -75,3 +75,11 @@ def test_airflow_lists_our_connection_types() -> None:
     manager = ProvidersManager()
     assert "acc-buildpass" in manager.providers
     assert manager.field_behaviours["acc"]["relabeling"]["login"] == "Client ID"
+
+
+def test_the_report_task_updates_the_manifest_asset_and_has_a_tab(dag) -> None:  # type: ignore[no-untyped-def]
+    from acc_buildpass.ui.report_view import DAG_ID
+
+    (outlet,) = dag.get_task("report").outlets
+    assert (outlet.name, outlet.uri) == ("acc_buildpass_manifest", "acc_buildpass_manifest")
+    assert dag.dag_id == DAG_ID  # the "Copy report" tab finds reports for this DAG's runs

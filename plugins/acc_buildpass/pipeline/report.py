@@ -70,8 +70,13 @@ def _project_row(store: Store, window: Window, acc_project_id: str, batches: lis
     return row
 
 
-def build(store: Store, config: PipelineConfig, window: Window, batches: list[Batch]) -> dict[str, Any]:
-    """Reconcile, write ``report.json`` and ``report.md`` beside the window's manifests."""
+def build(
+    store: Store, config: PipelineConfig, window: Window, batches: list[Batch], run_id: str | None = None
+) -> dict[str, Any]:
+    """Reconcile, write ``report.json`` and ``report.md`` beside the window's manifests.
+
+    :param run_id: the DAG run reconciling (a later run of the same window replaces the report)
+    """
     rows = [
         _project_row(store, window, m.acc_project_id, [b for b in batches if b.acc_project_id == m.acc_project_id])
         for m in config.projects
@@ -81,6 +86,7 @@ def build(store: Store, config: PipelineConfig, window: Window, batches: list[Ba
     totals["failed"] = sum(len(r["failed"]) for r in rows)
     report = {
         "window": {"start": window.start.isoformat(), "end": window.end.isoformat(), "id": window.id},
+        "run_id": run_id,
         "publish_mode": config.publish_mode,
         "batches": len(batches),
         "projects": rows,

@@ -1,0 +1,212 @@
+"""The reconciliation report of one DAG run, as an HTML page served by Airflow's api-server.
+
+``GET /acc-buildpass/report/{dag_id}/{run_id}`` needs a signed-in user who may read the DAG's
+runs (Airflow's own rule and auth manager: the JWT of the UI's session cookie, or a bearer
+token). The page reads ``report.json`` where the run's report task wrote it: the bucket and
+prefix of the Variable ``acc_buildpass_config``, the window of the run's conf or data interval.
+Every value is escaped (photo titles and API messages are not ours to trust) and the page
+loads nothing: no script, no style sheet, no image.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.common.db.common import SessionDep
+from airflow.api_fastapi.core_api.security import requires_access_dag
+from botocore.exceptions import ClientError
+from fastapi import Depends, FastAPI
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+
+from acc_buildpass.config import VARIABLE, PipelineConfig, resolve_window
+from acc_buildpass.errors import ConfigError
+from acc_buildpass.storage import Layout, Store
+
+DAG_ID = "acc_to_buildpass_photos"  # the tab shows on every DAG's runs: only this one's have a report
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+}
+COLUMNS = (
+    ("found", "found"),
+    ("skipped", "skipped"),
+    ("eligible", "eligible"),
+    ("downloaded", "downloaded"),
+    ("created", "created"),
+    ("present", "already present"),
+    ("failed", "failed"),
+)
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 16px; color: #1a202c; }
+h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 20px 0 6px; }
+.meta { color: #4a5568; margin: 0 0 12px; } code { font-size: 13px; }
+table { border-collapse: collapse; margin: 4px 0 8px; }
+th, td { border: 1px solid #cbd5e0; padding: 4px 10px; text-align: left; vertical-align: top; }
+th { background: #edf2f7; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+tfoot td { font-weight: 600; background: #f7fafc; }
+.ok { color: #22543d; font-weight: 600; } .bad { color: #9b2c2c; font-weight: 600; }
+.warn { color: #975a16; font-weight: 600; }
+"""
+
+app = FastAPI(title="ACC to BuildPass reports", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@dataclass
+class Located:
+    """Where a run's report is, and the report when it was found."""
+
+    where: str
+    report: dict[str, Any] | None = None
+    problem: str | None = None
+
+
+@app.get(
+    "/report/{dag_id}/{run_id:path}",
+    response_class=HTMLResponse,
+    dependencies=[Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN))],
+)
+def report_page(dag_id: str, run_id: str, session: SessionDep) -> HTMLResponse:
+    from airflow.models.dagrun import DagRun
+
+    run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+    if run is None:
+        return _html(page("Run not found", _p("bad", f"No run {run_id} of {dag_id}.", "problem")), status=404)
+    if dag_id != DAG_ID:
+        located = Located("", problem=f"This tab shows the copy report of {DAG_ID} runs; {dag_id} has none.")
+    else:
+        located = locate(run.conf, run.data_interval_start, run.data_interval_end)
+        if located.report is None and run.state in ("queued", "running"):
+            located.problem = "The run is not finished: its report task writes the report when it ends."
+    return _html(render(dag_id, run_id, str(run.state), located))
+
+
+def locate(conf: Any, interval_start: Any, interval_end: Any) -> Located:
+    """Read the report of the window the run copied (the same window its tasks resolved)."""
+    from airflow.models.variable import Variable
+
+    raw = Variable.get(VARIABLE, default_var=None)
+    if raw is None:
+        return Located("", problem=f"The Variable {VARIABLE} is not set, so there is no staging bucket to read.")
+    try:
+        config = PipelineConfig.from_variable(json.loads(raw))
+        window = resolve_window(conf if isinstance(conf, dict) else {}, interval_start, interval_end)
+    except (ConfigError, ValueError) as exc:
+        return Located("", problem=f"This run has no report: {exc}")
+    layout = Layout(config.staging_bucket, config.staging_prefix)
+    key = layout.report(window, "json")
+    where = f"s3://{config.staging_bucket}/{key}"
+    try:
+        report = _store(config, layout).get_json(key)
+    except Exception as exc:  # S3 down, credentials refused: say so, but not the exception's text
+        what = type(exc).__name__
+        if isinstance(exc, ClientError):
+            what += " " + str(exc.response.get("Error", {}).get("Code", ""))
+        return Located(where, problem=f"The report could not be read ({what.strip()}).")
+    if report is None:
+        return Located(where, problem="No report has been written for this run's window yet.")
+    return Located(where, report=report)
+
+
+def _store(config: PipelineConfig, layout: Layout) -> Store:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.config import Config
+
+    timeouts = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=20)
+    return Store(S3Hook(aws_conn_id=config.staging_conn_id, config=timeouts).get_conn(), layout)
+
+
+# -- rendering: plain functions of the report; _p and _table escape every value they are given --
+
+
+def _e(value: Any) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+def _html(body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers=HEADERS)
+
+
+def page(title: str, body: str) -> str:
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>{body}</body></html>"
+    )
+
+
+def _p(css: str, text: str, id_: str = "") -> str:
+    ident = f' id="{id_}"' if id_ else ""
+    return f'<p class="{css}"{ident}>{_e(text)}</p>'
+
+
+def _table(id_: str, headers: list[str], rows: list[list[Any]], total: list[Any] | None = None) -> str:
+    """Numbers right-aligned; the total row, when given, in a ``<tfoot>``."""
+
+    def tr(row: list[Any]) -> str:
+        cells = (f'<td class="n">{v}</td>' if isinstance(v, int) else f"<td>{_e(v)}</td>" for v in row)
+        return "<tr>" + "".join(cells) + "</tr>"
+
+    head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"
+    foot = f"<tfoot>{tr(total)}</tfoot>" if total else ""
+    return f'<table id="{id_}"><thead>{head}</thead><tbody>{"".join(map(tr, rows))}</tbody>{foot}</table>'
+
+
+def _count(value: Any) -> int:
+    """A count as the report holds it: a number, skipped reasons with counts, or failed photos."""
+    if isinstance(value, dict):
+        return sum(int(v) for v in value.values())
+    if isinstance(value, list):
+        return len(value)
+    return int(value or 0)
+
+
+def render(dag_id: str, run_id: str, state: str, located: Located) -> str:
+    title = "ACC → BuildPass copy report"
+    run = f"Run {run_id} of {dag_id}: {state}." + (f" Report: {located.where}" if located.where else "")
+    body = [f"<h1>{_e(title)}</h1>", _p("meta", run)]
+    report = located.report
+    if report is None:
+        return page(title, "".join([*body, _p("bad", located.problem or "", "problem")]))
+
+    window, totals, projects = report.get("window", {}), report.get("totals", {}), report.get("projects", [])
+    body.append(
+        _p(
+            "meta",
+            f"Photos created in [{window.get('start')}, {window.get('end')}), {report.get('publish_mode')} mode, "
+            f"{report.get('batches')} batch(es).",
+        )
+    )
+    if report.get("run_id") not in (None, run_id):
+        note = f"The window was reconciled again since, by run {report['run_id']}: this is the latest report."
+        body.append(_p("warn", note, "superseded"))
+    failed = [
+        [p.get("acc_project_id"), f.get("photo_id"), f.get("reason")] for p in projects for f in p.get("failed", [])
+    ]
+    if failed:
+        body.append(_p("bad", f"{len(failed)} photo(s) could not be copied:", "verdict"))
+        body.append(_table("failed", ["ACC project", "photo", "reason"], failed))
+    else:
+        body.append(_p("ok", f"Every eligible photo is in BuildPass ({_count(totals.get('eligible'))}).", "verdict"))
+    body.append("<h2>Photos per project</h2>")
+    body.append(
+        _table(
+            "projects",
+            ["ACC project", "BuildPass project"] + [label for _, label in COLUMNS],
+            [
+                [p.get("acc_project_id"), p.get("buildpass_project_id")] + [_count(p.get(key)) for key, _ in COLUMNS]
+                for p in projects
+            ],
+            total=["Total", ""] + [_count(totals.get(key)) for key, _ in COLUMNS],
+        )
+    )
+    skipped = [[p.get("acc_project_id"), *row] for p in projects for row in sorted((p.get("skipped") or {}).items())]
+    if skipped:
+        body.append("<h2>Skipped, and why</h2>")
+        body.append(_table("skipped", ["ACC project", "reason", "photos"], skipped))
+    return page(title, "".join(body))

@@ -39,6 +39,9 @@ MISSING = -1e18  # sort key of a record whose timestamp is missing or unreadable
 MAX_ID = "\U0010ffff"
 BEHAVIOURS = ("ok", "gone", "error500", "short", "empty", "notimage")
 PHOTOS = r"/construction/photos/v1/projects/(?P<project_id>[^/]+)"
+HUBS = r"/project/v1/hubs"
+HUB_NAME = "Sandbox Construction Co."
+DM_PAGE_LIMIT = 200  # Data Management pages: default and maximum page[limit]
 
 TITLES = [
     "Level 3 slab pour",
@@ -140,6 +143,7 @@ class Photo:
 @dataclass
 class Project:
     id: str
+    name: str | None = None  # shown by Data Management; a made-up one when never set
     photos: dict[str, Photo] = field(default_factory=dict)
     by_created: list[tuple[float, str]] = field(default_factory=list)
     by_taken: list[tuple[float, str]] = field(default_factory=list)
@@ -191,6 +195,8 @@ class AccApp(App):
         self.sign_key = random.Random(f"{self.seed}:acc:sign").randbytes(32)
         self.seed_calls = 0
         self.anon = 0
+        hub_uuid = uuid.UUID(int=random.Random(f"{self.seed}:acc:hub").getrandbits(128), version=4)
+        self.hub_id = f"b.{hub_uuid}"  # the one hub (ACC account) every project belongs to
         self.add_client(*DEFAULT_CLIENT)
 
     # -- routes --------------------------------------------------------------------------
@@ -203,7 +209,10 @@ class AccApp(App):
         self.route(
             "GET", r"/construction/photos/assets/(?P<object_id>[^/]+)/(?P<name>[^/]+)", "asset", self.asset, read=True
         )
+        self.route("GET", HUBS, "hubs", self.list_hubs, read=True)
+        self.route("GET", HUBS + r"/(?P<hub_id>[^/]+)/projects", "hub-projects", self.hub_projects, read=True)
         self.admin("POST", r"/clients", self._admin_client)
+        self.admin("POST", r"/projects", self._admin_project)
         self.admin("POST", r"/refresh-token", self._admin_refresh_token)
         self.admin("POST", r"/photos", self._admin_add_photos)
         self.admin("POST", r"/seed", self._admin_seed)
@@ -301,14 +310,14 @@ class AccApp(App):
     def _oauth_error(status: int, error: str, description: str) -> Response:
         return json_response(status, {"error": error, "error_description": description})
 
-    def _authorize(self, req: Request) -> None:
-        """A valid three-legged token, else 401 (or 403 for a two-legged one)."""
+    def _authorize(self, req: Request, *, user: bool = True) -> None:
+        """A valid three-legged token (any valid token when ``user`` is False), else 401/403."""
         token = req.bearer()
         with self.lock:
             state = self.access_tokens.get(token) if token else None
         if state is None or state["expires"] <= self.now():
             raise HttpError(self.error(401, "The token is not valid", "AUTH-006"))
-        if not state["user"]:
+        if user and not state["user"]:
             raise HttpError(
                 self.error(403, "This API requires a three-legged token: user context is required", "AUTH-012")
             )
@@ -537,6 +546,93 @@ class AccApp(App):
                     if len(found) == want:
                         break
         return found[: q.limit], len(found) > q.limit
+
+    # -- Data Management: hubs and projects ----------------------------------------------
+
+    @staticmethod
+    def _dm_error(status: int, code: str, detail: str) -> Response:
+        """Data Management answers its own errors in the JSON:API shape."""
+        error = {"id": str(uuid.uuid4()), "status": str(status), "code": code, "title": detail, "detail": detail}
+        return json_response(status, {"jsonapi": {"version": "1.0"}, "errors": [error]})
+
+    def _hub_json(self, base: str) -> dict[str, Any]:
+        return {
+            "type": "hubs",
+            "id": self.hub_id,
+            "attributes": {
+                "name": HUB_NAME,
+                "region": "US",
+                "extension": {
+                    "type": "hubs:autodesk.bim360:Account",
+                    "version": "1.0",
+                    "schema": {"href": f"{base}/schema/v1/versions/hubs:autodesk.bim360:Account-1.0"},
+                    "data": {},
+                },
+            },
+            "links": {"self": {"href": f"{base}{HUBS}/{self.hub_id}"}},
+            "relationships": {
+                "projects": {"links": {"related": {"href": f"{base}{HUBS}/{self.hub_id}/projects"}}},
+            },
+        }
+
+    def list_hubs(self, req: Request) -> Response:
+        self._authorize(req, user=False)
+        base = req.base_url
+        return json_response(
+            200,
+            {"jsonapi": {"version": "1.0"}, "links": {"self": {"href": base + HUBS}}, "data": [self._hub_json(base)]},
+        )
+
+    def hub_projects(self, req: Request, hub_id: str) -> Response:
+        self._authorize(req, user=False)
+        if hub_id != self.hub_id:
+            return self._dm_error(404, "NOT_FOUND", f"hub {hub_id} not found or not accessible")
+        try:
+            number = _page_arg(req.arg("page[number]"), 0, "page[number]")
+            limit = min(_page_arg(req.arg("page[limit]"), DM_PAGE_LIMIT, "page[limit]", minimum=1), DM_PAGE_LIMIT)
+        except ValueError as exc:
+            return self._dm_error(400, "BAD_INPUT", str(exc))
+        with self.lock:
+            projects = sorted(self.projects.values(), key=lambda p: p.id)
+            page = projects[number * limit : (number + 1) * limit]
+            data = [self._project_json(p, req.base_url) for p in page]
+        url = f"{req.base_url}{HUBS}/{hub_id}/projects"
+        links: dict[str, Any] = {"self": {"href": f"{url}?page%5Bnumber%5D={number}&page%5Blimit%5D={limit}"}}
+        if (number + 1) * limit < len(projects):
+            links["next"] = {"href": f"{url}?page%5Bnumber%5D={number + 1}&page%5Blimit%5D={limit}"}
+        return json_response(200, {"jsonapi": {"version": "1.0"}, "links": links, "data": data})
+
+    def _project_json(self, project: Project, base: str) -> dict[str, Any]:
+        pid = f"b.{project.id}"
+        return {
+            "type": "projects",
+            "id": pid,
+            "attributes": {
+                "name": project.name or f"Sandbox project {project.id[:8]}",
+                "scopes": [f"b360project.{project.id}", "global"],
+                "extension": {
+                    "type": "projects:autodesk.bim360:Project",
+                    "version": "1.0",
+                    "schema": {"href": f"{base}/schema/v1/versions/projects:autodesk.bim360:Project-1.0"},
+                    "data": {"projectType": "ACC"},
+                },
+            },
+            "links": {"self": {"href": f"{base}{HUBS}/{self.hub_id}/projects/{pid}"}},
+            "relationships": {"hub": {"data": {"type": "hubs", "id": self.hub_id}}},
+        }
+
+    def _admin_project(self, req: Request) -> Response:
+        body = admin_json(req)
+        if not isinstance(body, dict) or not isinstance(body.get("project_id"), str) or not body["project_id"]:
+            return json_response(400, {"error": "project_id is required"})
+        name = body.get("name")
+        if name is not None and not isinstance(name, str):
+            return json_response(400, {"error": "name must be a string"})
+        with self.lock:
+            project = self.projects.setdefault(body["project_id"], Project(body["project_id"]))
+            if name is not None:
+                project.name = name
+            return json_response(200, {"project_id": project.id, "name": project.name, "hub_id": self.hub_id})
 
     # -- files ---------------------------------------------------------------------------
 
@@ -810,6 +906,14 @@ class AccApp(App):
                 record["_key"] = photo.key
             out.append(record)
         return json_response(200, {"photos": out})
+
+
+def _page_arg(raw: str | None, default: int, name: str, minimum: int = 0) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {raw!r}")
+    return int(raw)
 
 
 def _not_image(size: int) -> bytes:

@@ -8,6 +8,7 @@ Layout under ``{prefix}/`` (every part an id we validated, never a title):
 - ``windows/{window}/batches/{batch:05d}/stage.json`` and ``publish.json``: per-photo outcomes
 - ``windows/{window}/report.json`` and ``report.md``
 - ``ledger/{builder_id}/{buildpass_project_id}/{photo_id}.json``: a photo is in BuildPass
+- ``check/probe-{token}``: a moment's probe object of ``acc-buildpass check`` (deleted at once)
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ class Layout:
             f"{_part(photo_id, 'photo id')}.json",
         )
 
+    def ledger_prefix(self, builder_id: str, buildpass_project_id: str) -> str:
+        return self._key("ledger", _part(builder_id, "builder id"), _part(buildpass_project_id, "project id")) + "/"
+
+    def probe(self, token: str) -> str:
+        return self._key("check", f"probe-{_part(token, 'probe token')}")
+
 
 class Store:
     """Small typed reads and writes over one bucket (boto3 client injected)."""
@@ -126,6 +133,20 @@ class Store:
         """True when the ledger says the photo is in BuildPass (not merely being created)."""
         entry = self.get_json(self.layout.ledger(builder_id, buildpass_project_id, photo_id))
         return isinstance(entry, dict) and entry.get("state") == "created"
+
+    def ledger_ids(self, builder_id: str, buildpass_project_id: str) -> set[str]:
+        """Photo ids with a ledger entry in that project, any state: a listing, not a read per photo.
+
+        An entry's state still needs :meth:`published`; this narrows down which entries to read.
+        """
+        prefix = self.layout.ledger_prefix(builder_id, buildpass_project_id)
+        ids: set[str] = set()
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents") or []:
+                name = str(item.get("Key", ""))[len(prefix) :]
+                if name.endswith(".json") and "/" not in name:
+                    ids.add(name[: -len(".json")])
+        return ids
 
     def write_manifest(self, key: str, photos: list[AccPhoto]) -> None:
         import pandas as pd  # heavy: only where a manifest is written

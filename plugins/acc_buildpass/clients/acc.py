@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO, Any
 
@@ -23,7 +24,7 @@ from acc_buildpass.errors import (
     SignedUrlExpired,
     TransportError,
 )
-from acc_buildpass.records import AccPhoto
+from acc_buildpass.records import AccPhoto, valid_id
 from acc_buildpass.tokens import FileTokenStore, TokenState, fingerprint
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,33 @@ DEFAULT_BASE_URL = "https://developer.api.autodesk.com"
 TOKEN_PATH = "/authentication/v2/token"  # noqa: S105 (a path, not a secret)
 PHOTOS_FILTER_PATH = "/construction/photos/v1/projects/{project_id}/photos:filter"
 PHOTO_PATH = "/construction/photos/v1/projects/{project_id}/photos/{photo_id}"
+HUBS_PATH = "/project/v1/hubs"
+HUB_PROJECTS_PATH = "/project/v1/hubs/{hub_id}/projects"
 PAGE_LIMIT = 50  # the API caps pages at 50
 SCOPE = "data:read"
 _DOWNLOAD_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AccHub:
+    """A Data Management hub (an ACC account): ``id`` keeps its ``b.`` prefix."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class AccProject:
+    """A project listed by Data Management; ``id`` is the ACC project id (``b.`` stripped)."""
+
+    id: str
+    name: str
+    hub_id: str
+
+
+def strip_b(dm_id: str) -> str:
+    """Data Management ids of ACC/BIM 360 hubs and projects carry ``b.``; the other APIs do not."""
+    return dm_id[2:] if dm_id.startswith("b.") else dm_id
 
 
 def _range_time(moment: datetime) -> str:
@@ -114,6 +139,26 @@ class AccClient:
             log.info("ACC access token refreshed; new refresh token stored in %s", self._store.path)
             return new
 
+    def check_client(self) -> None:
+        """Prove the client id and secret with a two-legged token; the refresh token is not touched.
+
+        :raises AuthError: ACC refused the client id or secret
+        """
+        response = retry.call(
+            self.policy,
+            lambda: http.request(
+                self.session,
+                "POST",
+                self.base_url + TOKEN_PATH,
+                auth=(self._client_id, self._client_secret),
+                data={"grant_type": "client_credentials", "scope": SCOPE},
+            ),
+            describe="ACC client check",
+        )
+        token = http.json_body(response).get("access_token")
+        if isinstance(token, str):
+            self._on_secret(token)
+
     def _token_call(self, refresh_token: str) -> dict[str, Any]:
         url = self.base_url + TOKEN_PATH
         attempts: list[Exception] = []
@@ -178,12 +223,18 @@ class AccClient:
     # -- photos ----------------------------------------------------------------------------
 
     def iter_photos(
-        self, project_id: str, created_from: datetime, created_to: datetime
+        self,
+        project_id: str,
+        created_from: datetime,
+        created_to: datetime,
+        on_page: Callable[[int], None] | None = None,
     ) -> Iterator[AccPhoto | InvalidPhoto]:
         """Photos created in [created_from, created_to), oldest first, page by page.
 
         The server-side range is widened by a second on each side (whether its ends are
         inclusive is not documented); the exact window is applied here.
+
+        :param on_page: called with the number of records of each page as it arrives (progress)
         """
         url = self.base_url + PHOTOS_FILTER_PATH.format(project_id=project_id)
         body: dict[str, Any] = {
@@ -194,7 +245,7 @@ class AccClient:
             "sort": ["createdAt", "asc"],
             "limit": PAGE_LIMIT,
         }
-        for raw in self._pages(url, body):
+        for raw in self._pages(url, body, on_page):
             try:
                 photo = AccPhoto.from_api(raw, project_id)
             except InvalidPhoto as exc:
@@ -237,13 +288,15 @@ class AccClient:
         url = self.base_url + PHOTOS_FILTER_PATH.format(project_id=project_id)
         self._api("POST", url, json={"limit": 1})
 
-    def _pages(self, url: str, body: dict[str, Any]) -> Iterator[Any]:
+    def _pages(self, url: str, body: dict[str, Any], on_page: Callable[[int], None] | None = None) -> Iterator[Any]:
         seen: set[str] = set()
         while True:
             payload = http.json_body(self._api("POST", url, json=body))
             results = payload.get("results")
             if not isinstance(results, list):
                 raise ApiError("photos:filter answer has no results list", url=url)
+            if on_page is not None:
+                on_page(len(results))
             yield from results
             next_post = (payload.get("pagination") or {}).get("nextPost")
             if not next_post:
@@ -256,6 +309,47 @@ class AccClient:
             if not http.same_origin(url, self.base_url):
                 raise ApiError("photos:filter nextPost points at another host", url=url)
             body = next_post["body"]
+
+    # -- discovery (Data Management) -------------------------------------------------------
+
+    def list_hubs(self) -> list[AccHub]:
+        """The hubs (ACC accounts) the signed-in user can see."""
+        hubs = []
+        for item in self._dm_items(self.base_url + HUBS_PATH, "hubs"):
+            hubs.append(AccHub(id=item["id"], name=_dm_name(item)))
+        return hubs
+
+    def list_projects(self, hub_id: str, page_limit: int = 200) -> list[AccProject]:
+        """Every project of one hub the signed-in user can see, all pages (``page[limit]`` each)."""
+        if not valid_id(hub_id):
+            raise ValueError(f"not a hub id: {hub_id!r}")
+        url = self.base_url + HUB_PROJECTS_PATH.format(hub_id=hub_id) + f"?page%5Blimit%5D={int(page_limit)}"
+        return [
+            AccProject(id=strip_b(item["id"]), name=_dm_name(item), hub_id=hub_id)
+            for item in self._dm_items(url, "projects")
+        ]
+
+    def _dm_items(self, url: str, kind: str) -> Iterator[dict[str, Any]]:
+        """JSON:API ``data`` items of ``kind``, following ``links.next`` on the same host."""
+        seen: set[str] = set()
+        next_url: str | None = url
+        while next_url:
+            if next_url in seen:
+                raise ApiError(f"Data Management repeated a {kind} page; stopping rather than looping", url=next_url)
+            seen.add(next_url)
+            payload = http.json_body(self._api("GET", next_url))
+            data = payload.get("data")
+            if not isinstance(data, list):
+                raise ApiError(f"Data Management {kind} answer has no data list", url=next_url)
+            for item in data:
+                if isinstance(item, dict) and item.get("type") == kind and isinstance(item.get("id"), str):
+                    yield item
+            links = payload.get("links") or {}
+            nxt = links.get("next") if isinstance(links, dict) else None
+            href = nxt.get("href") if isinstance(nxt, dict) else nxt
+            next_url = href if isinstance(href, str) and href else None
+            if next_url and not http.same_origin(next_url, self.base_url):
+                raise ApiError(f"Data Management {kind} links.next points at another host", url=next_url)
 
     # -- bytes -----------------------------------------------------------------------------
 
@@ -291,6 +385,12 @@ class AccClient:
         if expected is not None and expected.isdigit() and int(expected) != written:
             raise TransportError(f"download stopped at {written} of {expected} bytes", url=signed_url)
         return written
+
+
+def _dm_name(item: dict[str, Any]) -> str:
+    attributes = item.get("attributes")
+    name = attributes.get("name") if isinstance(attributes, dict) else None
+    return name if isinstance(name, str) else ""
 
 
 def http_path(url: str) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
 from acc_buildpass.clients.acc import AccClient
 from acc_buildpass.clients.buildpass import BuildPassClient
 from acc_buildpass.config import PipelineConfig, ProjectMapping
-from acc_buildpass.errors import ConfigError, InvalidPhoto, NotFound
+from acc_buildpass.errors import AuthError, ConfigError, InvalidPhoto, NotFound
 from acc_buildpass.pipeline.batches import Batch, plan
 from acc_buildpass.records import MEDIA_TYPES, AccPhoto, Window
 from acc_buildpass.storage import Store
@@ -23,28 +24,54 @@ def check_mappings(acc: AccClient, buildpass: BuildPassClient, config: PipelineC
     :raises ConfigError: naming the mapping key to fix
     """
     for i, mapping in enumerate(config.projects):
+        problem = acc_mapping_problem(acc, i, mapping) or buildpass_mapping_problem(buildpass, i, mapping)
+        if problem:
+            raise ConfigError(problem)
+
+
+def acc_mapping_problem(acc: AccClient, index: int, mapping: ProjectMapping) -> str | None:
+    """What to fix when mapping ``index``'s ACC project is not visible, else None.
+
+    :raises ApiError: any other failure (the API is down, the sign-in is refused...)
+    """
+    try:
+        acc.check_project(mapping.acc_project_id)
+    except NotFound:
+        return (
+            f"projects[{index}].acc_project_id {mapping.acc_project_id!r}: no such ACC project "
+            "visible to the signed-in user"
+        )
+    return None
+
+
+def buildpass_mapping_problem(buildpass: BuildPassClient, index: int, mapping: ProjectMapping) -> str | None:
+    """What to fix when mapping ``index``'s BuildPass builder, project or folder is wrong, else None.
+
+    :raises ApiError: any other failure
+    """
+    try:
+        buildpass.list_folders(mapping.builder_id, mapping.buildpass_project_id)
+    except NotFound:
+        return (
+            f"projects[{index}].buildpass_project_id {mapping.buildpass_project_id!r}: no such project "
+            f"in BuildPass builder {mapping.builder_id!r}"
+        )
+    except AuthError as exc:
+        if exc.status != 403:
+            raise
+        return (
+            f"projects[{index}].builder_id {mapping.builder_id!r}: BuildPass refused access (403): use a builder "
+            "connected to this client, with the read:photos and write:photos scopes"
+        )
+    if mapping.buildpass_folder_id:
         try:
-            acc.check_project(mapping.acc_project_id)
+            buildpass.get_folder(mapping.builder_id, mapping.buildpass_folder_id)
         except NotFound:
-            raise ConfigError(
-                f"projects[{i}].acc_project_id {mapping.acc_project_id!r}: no such ACC project "
-                "visible to the signed-in user"
-            ) from None
-        try:
-            buildpass.list_folders(mapping.builder_id, mapping.buildpass_project_id)
-        except NotFound:
-            raise ConfigError(
-                f"projects[{i}].buildpass_project_id {mapping.buildpass_project_id!r}: no such project "
-                f"in BuildPass builder {mapping.builder_id!r}"
-            ) from None
-        if mapping.buildpass_folder_id:
-            try:
-                buildpass.get_folder(mapping.builder_id, mapping.buildpass_folder_id)
-            except NotFound:
-                raise ConfigError(
-                    f"projects[{i}].buildpass_folder_id {mapping.buildpass_folder_id!r}: no such folder "
-                    f"in builder {mapping.builder_id!r}"
-                ) from None
+            return (
+                f"projects[{index}].buildpass_folder_id {mapping.buildpass_folder_id!r}: no such folder "
+                f"in builder {mapping.builder_id!r}"
+            )
+    return None
 
 
 def resolve_folder(buildpass: BuildPassClient, mapping: ProjectMapping, name: str) -> str:
@@ -78,6 +105,26 @@ def classify(photo: AccPhoto, allowed: tuple[str, ...]) -> tuple[str, str] | Non
     return None
 
 
+def triage(
+    items: Iterable[AccPhoto | InvalidPhoto], allowed: tuple[str, ...]
+) -> Iterator[tuple[AccPhoto | None, str, tuple[str, str] | None]]:
+    """Each listed record once, as (photo or None, photo id, verdict from :func:`classify`).
+
+    A record that cannot be read has no photo and the verdict ("failed", why); a photo listed
+    twice is kept once. Shared by extraction and ``acc-buildpass plan``, so both count alike.
+    """
+    seen: set[str] = set()
+    for item in items:
+        if isinstance(item, InvalidPhoto):
+            yield None, item.photo_id or "<no id>", ("failed", f"unreadable ACC record: {item.reason}")
+            continue
+        if item.id in seen:
+            log.warning("ACC listed photo %s twice; keeping one", item.id)
+            continue
+        seen.add(item.id)
+        yield item, item.id, classify(item, allowed)
+
+
 def extract_project(
     acc: AccClient, store: Store, config: PipelineConfig, mapping: ProjectMapping, window: Window
 ) -> tuple[list[tuple[str, int]], dict[str, Any]]:
@@ -88,7 +135,6 @@ def extract_project(
     """
     parts: list[tuple[str, int]] = []
     buffer: list[AccPhoto] = []
-    seen: set[str] = set()
     skipped: list[dict[str, str]] = []
     failed: list[dict[str, str]] = []
     found = 0
@@ -100,21 +146,14 @@ def extract_project(
             parts.append((key, len(buffer)))
             buffer.clear()
 
-    for item in acc.iter_photos(mapping.acc_project_id, window.start, window.end):
+    listing = acc.iter_photos(mapping.acc_project_id, window.start, window.end)
+    for photo, photo_id, verdict in triage(listing, config.media_types):
         found += 1
-        if isinstance(item, InvalidPhoto):
-            failed.append({"photo_id": item.photo_id or "<no id>", "reason": f"unreadable ACC record: {item.reason}"})
+        if verdict or photo is None:
+            status, reason = verdict or ("failed", "unreadable ACC record")
+            (skipped if status == "skipped" else failed).append({"photo_id": photo_id, "reason": reason})
             continue
-        if item.id in seen:
-            found -= 1
-            log.warning("ACC listed photo %s twice; keeping one", item.id)
-            continue
-        seen.add(item.id)
-        verdict = classify(item, config.media_types)
-        if verdict:
-            (skipped if verdict[0] == "skipped" else failed).append({"photo_id": item.id, "reason": verdict[1]})
-            continue
-        buffer.append(replace(item, file_url=None))  # signed URLs expire long before staging
+        buffer.append(replace(photo, file_url=None))  # signed URLs expire long before staging
         if len(buffer) >= config.batch_size:
             flush()
     flush()

@@ -1,0 +1,410 @@
+"""``acc-buildpass``: the operator's command line (check, plan, projects).
+
+A thin layer: it reads the same configuration as the DAG through Airflow (the Variable
+``acc_buildpass_config`` and the connections, from ``AIRFLOW_VAR_*``/``AIRFLOW_CONN_*``, a
+secrets backend or the metadata DB), builds the clients with the package's hooks and calls
+:mod:`acc_buildpass.operations`.
+
+Exit codes: 0 all good; 1 problems found (``check``) or the work failed (an API or storage
+error); 2 a usage or configuration error (bad arguments, a missing or invalid Variable or
+connection, a file that would be overwritten).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
+DEFAULT_POOL = "buildpass_api"
+
+
+class UsageError(Exception):
+    """Exit 2 with this message."""
+
+
+# -- Airflow glue -------------------------------------------------------------------------------
+
+
+def _use_metadata_db() -> None:
+    """Read Variables and connections the way Airflow's own CLI does: env vars, secrets backends,
+    then the metadata DB. When the DB cannot be read, leave it out (no traceback per lookup;
+    ``check`` names the DB's error once, through the pool lookup)."""
+    try:
+        _pool_exists(DEFAULT_POOL)
+    except Exception:
+        return
+    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
+
+
+def _pool_exists(name: str) -> bool:
+    """:raises Exception: the metadata DB cannot be read (not reachable, or not migrated)"""
+    from airflow.models.pool import Pool
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return session.scalar(select(Pool.pool).where(Pool.pool == name)) is not None
+
+
+def _not_defined(exc: BaseException) -> bool:
+    return type(exc).__name__ == "AirflowNotFoundException" or "isn't defined" in str(exc)
+
+
+def _connection_error(conn_id: str) -> str:
+    return (
+        f"connection {conn_id!r} is not defined: set AIRFLOW_CONN_{conn_id.upper()} or add it "
+        "(airflow connections add, the UI, or a secrets backend; see README, 'Configuration')"
+    )
+
+
+def _require_connection(conn_id: str) -> Any:
+    from airflow.sdk import BaseHook
+
+    from acc_buildpass.errors import ConfigError
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception as exc:
+        if _not_defined(exc):
+            raise ConfigError(_connection_error(conn_id)) from None
+        raise
+
+
+def load_config() -> Any:
+    """The Variable, parsed and validated (:raises ConfigError: what to fix)."""
+    from acc_buildpass.tasks import load_config as load
+
+    return load()
+
+
+def _retry(config: Any, quick: bool) -> Any:
+    from acc_buildpass.retry import RetryPolicy
+
+    if quick:  # check answers in seconds; the DAG's policy may wait minutes for a dead host
+        return RetryPolicy(attempts=3, initial_wait=0.5, max_wait=4, max_retry_after=10)
+    return config.retry if config is not None else RetryPolicy()
+
+
+def build_acc(config: Any, conn_id: str, *, quick: bool = False) -> Any:
+    from acc_buildpass.errors import ConfigError
+    from acc_buildpass.hooks.acc import AccHook
+
+    _require_connection(conn_id)
+    try:
+        return AccHook(conn_id, policy=_retry(config, quick)).get_conn()
+    except ValueError as exc:
+        raise ConfigError(f"connection {conn_id!r}: {exc}") from None
+
+
+def build_buildpass(config: Any, conn_id: str, *, quick: bool = False) -> Any:
+    from acc_buildpass.errors import ConfigError
+    from acc_buildpass.hooks.buildpass import BuildPassHook
+
+    _require_connection(conn_id)
+    try:
+        return BuildPassHook(conn_id, policy=_retry(config, quick)).get_conn()
+    except ValueError as exc:
+        raise ConfigError(f"connection {conn_id!r}: {exc}") from None
+
+
+def build_store(config: Any, *, quick: bool = False) -> Any:
+    """The staging store through the S3Hook, as the DAG's tasks build it (fewer retries for check)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.config import Config
+
+    from acc_buildpass.storage import Layout, Store
+
+    _require_connection(config.staging_conn_id)  # else boto3 falls back to ambient AWS credentials
+    attempts, connect = (3, 5) if quick else (10, 10)
+    retries = Config(retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=connect, read_timeout=120)
+    s3 = S3Hook(aws_conn_id=config.staging_conn_id, config=retries).get_conn()
+    return Store(s3, Layout(config.staging_bucket, config.staging_prefix))
+
+
+_out = sys.stdout  # the commands' own output; everything else (Airflow's logs) goes to stderr
+
+
+def emit(text: str = "") -> None:
+    print(text, file=_out, flush=True)
+
+
+@contextlib.contextmanager
+def _logs_to_stderr() -> Iterator[None]:
+    """Airflow points its log handlers at ``sys.stdout`` when first imported: swap it for stderr
+    first, so ``--json`` output stays parseable and the lines stay the commands' own."""
+    global _out
+    _out = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = _out
+
+
+def _set_log_level(verbose: bool) -> None:
+    """Warnings and errors only (this process's lines are the output), INFO with --verbose."""
+    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO" if verbose else "WARNING"  # this process only
+    import airflow.sdk  # noqa: F401  (configures Airflow's logging; ours comes after)
+
+    level = logging.INFO if verbose else logging.WARNING
+    logging.getLogger().setLevel(level)
+    for name in ("acc_buildpass", "airflow", "botocore", "urllib3"):
+        logging.getLogger(name).setLevel(level)
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from acc_buildpass import operations as ops
+    from acc_buildpass.config import PipelineConfig
+    from acc_buildpass.errors import ConfigError
+
+    findings: list[ops.Finding] = []
+    _use_metadata_db()
+    config: PipelineConfig | None = None
+    try:
+        config = load_config()
+        findings.append(ops.Finding(ops.OK, "Variable acc_buildpass_config", f"{len(config.projects)} mapping(s)"))
+    except ConfigError as exc:
+        findings.append(ops.problem("Variable acc_buildpass_config", str(exc)))
+    acc_conn = config.acc_conn_id if config else PipelineConfig.acc_conn_id
+    bp_conn = config.buildpass_conn_id if config else PipelineConfig.buildpass_conn_id
+
+    def client(build: Callable[[], Any], subject: str, sign_in: Callable[[Any], list[ops.Finding]]) -> Any:
+        try:
+            made = build()
+        except ConfigError as exc:
+            findings.append(ops.problem(subject, str(exc)))
+            return None
+        results = sign_in(made)
+        findings.extend(results)
+        return None if any(f.problem for f in results) else made
+
+    acc = client(
+        lambda: build_acc(config, acc_conn, quick=True),
+        f"ACC connection {acc_conn}",
+        lambda c: ops.check_acc_sign_in(c, acc_conn),
+    )
+    buildpass = client(
+        lambda: build_buildpass(config, bp_conn, quick=True),
+        f"BuildPass connection {bp_conn}",
+        lambda c: ops.check_buildpass_sign_in(c, bp_conn),
+    )
+    if config is not None:
+        try:
+            store = build_store(config, quick=True)
+        except ConfigError as exc:
+            findings.append(ops.problem(f"staging connection {config.staging_conn_id}", str(exc)))
+        else:
+            findings.extend(ops.check_staging(store, config.staging_conn_id))
+        findings.extend(ops.check_mappings(acc, buildpass, config))
+    else:
+        findings.append(ops.Finding(ops.SKIP, "staging bucket and project mappings", "not checked: no valid Variable"))
+    pool = args.pool or os.environ.get("ACC_BUILDPASS_POOL") or DEFAULT_POOL
+    findings.append(ops.check_pool(pool, _pool_exists))  # when the DB is down, this names its error once
+    for finding in findings:
+        emit(finding.line())
+    problems = sum(f.problem for f in findings)
+    emit(f"{problems} problem(s) found" if problems else "All checks passed")
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from acc_buildpass import operations as ops
+    from acc_buildpass.records import Window, parse_time
+
+    try:
+        window = Window(parse_time(args.start), parse_time(args.end))
+    except ValueError as exc:
+        raise UsageError(f"--start/--end: {exc}; give ISO 8601 times, start before end") from None
+    _use_metadata_db()
+    config = load_config()
+    acc = build_acc(config, config.acc_conn_id)
+    store = build_store(config)
+    every = args.progress_pages
+
+    def progress(mapping: Any, pages: int, records: int) -> None:
+        if every and pages % every == 0:
+            print(f"plan: {mapping.acc_project_id}: {pages} pages, {records} records listed", file=sys.stderr)
+
+    plans = ops.plan(acc, store, config, window, progress)
+    if args.json:
+        emit(json.dumps(ops.plan_json(window, plans), indent=1))
+    else:
+        emit(ops.render_plan(window, plans))
+    return EXIT_OK
+
+
+def cmd_projects(args: argparse.Namespace) -> int:
+    from acc_buildpass import operations as ops
+    from acc_buildpass.config import PipelineConfig
+    from acc_buildpass.errors import ConfigError
+
+    target = Path(args.write_config) if args.write_config else None
+    if target is not None and target.exists() and not args.force:
+        raise UsageError(f"{target} exists: pass --force to overwrite it")
+    _use_metadata_db()
+    config: PipelineConfig | None = None
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"note: {exc}; listing with the default connection ids", file=sys.stderr)
+    acc = build_acc(config, config.acc_conn_id if config else PipelineConfig.acc_conn_id)
+    bp_conn = config.buildpass_conn_id if config else PipelineConfig.buildpass_conn_id
+    try:
+        extra = _require_connection(bp_conn).extra_dejson
+    except ConfigError:
+        extra = {}
+    found = ops.discover(acc)
+    builders = ops.known_builders(config, extra)
+    if target is not None:  # first: the file is what was asked for, whatever becomes of stdout
+        projects = [p for _, hub_projects in found for p in hub_projects]
+        _write_json(target, ops.starter_config(projects, config, builders), force=args.force)
+        print(
+            f"Wrote {target}: {len(projects)} ACC project(s); replace every '<...>' placeholder, drop the projects "
+            "not to copy, then set it as the Variable acc_buildpass_config",
+            file=sys.stderr,
+        )
+    if args.json:
+        emit(json.dumps(ops.projects_json(found, config, builders), indent=1))
+    else:
+        emit(ops.render_projects(found, config, builders))
+    return EXIT_OK
+
+
+def _write_json(path: Path, payload: Any, *, force: bool) -> None:
+    text = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+    try:
+        if not force:
+            with open(path, "x", encoding="utf-8") as out:  # never replaces a file that appeared meanwhile
+                out.write(text)
+            return
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except FileExistsError:
+        raise UsageError(f"{path} exists: pass --force to overwrite it") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# -- parser -------------------------------------------------------------------------------------
+
+
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="acc-buildpass",
+        description="Operate the ACC → BuildPass photo copy: check the setup, plan a window, discover projects. "
+        "Reads the same configuration as the DAG (Variable acc_buildpass_config, connections acc_default, "
+        "buildpass_default, acc_buildpass_staging) through Airflow.",
+        epilog="Exit codes: 0 ok; 1 problems found or the work failed; 2 usage or configuration error.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the package's logs on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser(
+        "check",
+        help="verify connections, bucket, project mappings and pool before anything moves",
+        description="Sign in to ACC (reusing a valid stored access token, else spending the refresh token once) "
+        "and BuildPass, write and delete a probe object in the staging bucket, check every mapped ACC project "
+        "and BuildPass project/folder, and look for the Airflow pool. One line per check: OK, PROBLEM (with "
+        "what to fix) or SKIP. Exit 1 when any problem was found.",
+    )
+    check.add_argument(
+        "--pool", default=None, help=f"pool to look for (default: $ACC_BUILDPASS_POOL or {DEFAULT_POOL})"
+    )
+    check.set_defaults(func=cmd_check)
+
+    plan = sub.add_parser(
+        "plan",
+        help="dry run of a window: photos and bytes to copy, already in BuildPass, skipped and why",
+        description="List the window's photos in ACC and look them up in the ledger. No bytes are staged, "
+        "nothing is created, nothing is written to BuildPass.",
+    )
+    plan.add_argument("--start", required=True, help="window start, ISO 8601 (inclusive; UTC when no zone)")
+    plan.add_argument("--end", required=True, help="window end, ISO 8601 (exclusive)")
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.add_argument(
+        "--progress-pages",
+        type=_non_negative,
+        default=10,
+        metavar="N",
+        help="a progress line on stderr every N pages of 50 (0: none; default 10)",
+    )
+    plan.set_defaults(func=cmd_plan)
+
+    projects = sub.add_parser(
+        "projects",
+        help="list the ACC projects the credentials can see and the BuildPass builders known",
+        description="List ACC hubs and projects (Data Management) visible to the ACC connection's user, and the "
+        "BuildPass builders known from the Variable and the connection (BuildPass documents no project "
+        "listing). --write-config writes a starting Variable to edit.",
+    )
+    projects.add_argument("--json", action="store_true", help="machine-readable output")
+    projects.add_argument(
+        "--write-config", metavar="PATH", help="write a starting acc_buildpass_config JSON (placeholders to edit)"
+    )
+    projects.add_argument("--force", action="store_true", help="let --write-config overwrite an existing file")
+    projects.set_defaults(func=cmd_projects)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # exits 2 on a usage error, 0 on --help
+    with _logs_to_stderr():
+        _set_log_level(args.verbose)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from acc_buildpass.errors import ConfigError
+    from acc_buildpass.operations import describe_error
+
+    try:
+        code: int = args.func(args)
+        return code
+    except UsageError as exc:
+        print(f"acc-buildpass {args.command}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConfigError as exc:
+        print(f"acc-buildpass {args.command}: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), _out.fileno())
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        print(f"acc-buildpass {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(f"acc-buildpass {args.command}: failed: {describe_error(exc)}", file=sys.stderr)
+        return EXIT_PROBLEMS
+
+
+if __name__ == "__main__":
+    sys.exit(main())

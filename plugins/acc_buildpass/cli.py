@@ -1,12 +1,12 @@
-"""``acc-buildpass``: the operator's command line (check, plan, projects).
+"""``acc-buildpass``: the operator's command line (check, plan, projects, replay).
 
 A thin layer: it reads the same configuration as the DAG through Airflow (the Variable
 ``acc_buildpass_config`` and the connections, from ``AIRFLOW_VAR_*``/``AIRFLOW_CONN_*``, a
 secrets backend or the metadata DB), builds the clients with the package's hooks and calls
 :mod:`acc_buildpass.operations`.
 
-Exit codes: 0 all good; 1 problems found (``check``) or the work failed (an API or storage
-error); 2 a usage or configuration error (bad arguments, a missing or invalid Variable or
+Exit codes: 0 all good; 1 problems found (``check``), photos still failed (``replay``) or the
+work failed (an API or storage error); 2 a usage or configuration error (bad arguments, a missing or invalid Variable or
 connection, a file that would be overwritten).
 """
 
@@ -221,12 +221,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from acc_buildpass import operations as ops
-    from acc_buildpass.records import Window, parse_time
 
-    try:
-        window = Window(parse_time(args.start), parse_time(args.end))
-    except ValueError as exc:
-        raise UsageError(f"--start/--end: {exc}; give ISO 8601 times, start before end") from None
+    window = _window(args)
     _use_metadata_db()
     config = load_config()
     acc = build_acc(config, config.acc_conn_id)
@@ -243,6 +239,39 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         emit(ops.render_plan(window, plans))
     return EXIT_OK
+
+
+def _window(args: argparse.Namespace) -> Any:
+    from acc_buildpass.records import Window, parse_time
+
+    try:
+        return Window(parse_time(args.start), parse_time(args.end))
+    except ValueError as exc:
+        raise UsageError(f"--start/--end: {exc}; give ISO 8601 times, start before end") from None
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from acc_buildpass import operations as ops
+
+    window = _window(args)
+    _use_metadata_db()
+    config = load_config()
+    acc = build_acc(config, config.acc_conn_id)
+    buildpass = build_buildpass(config, config.buildpass_conn_id)
+    store = build_store(config)
+
+    def progress(line: str) -> None:
+        print(f"replay: {line}", file=sys.stderr)
+
+    result = ops.replay(acc, buildpass, store, config, window, progress)
+    print(
+        f"replay: report written to s3://{store.bucket}/{store.layout.replay_report(window, 'json')}", file=sys.stderr
+    )
+    if args.json:
+        emit(json.dumps(result, indent=1))
+    else:
+        emit(ops.render_replay(result))
+    return EXIT_OK if ops.replay_ok(result) else EXIT_PROBLEMS
 
 
 def cmd_projects(args: argparse.Namespace) -> int:
@@ -317,10 +346,12 @@ def _non_negative(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="acc-buildpass",
-        description="Operate the ACC → BuildPass photo copy: check the setup, plan a window, discover projects. "
+        description="Operate the ACC → BuildPass photo copy: check the setup, plan a window, discover projects, "
+        "replay a window's failed photos. "
         "Reads the same configuration as the DAG (Variable acc_buildpass_config, connections acc_default, "
         "buildpass_default, acc_buildpass_staging) through Airflow.",
-        epilog="Exit codes: 0 ok; 1 problems found or the work failed; 2 usage or configuration error.",
+        epilog="Exit codes: 0 ok; 1 problems found, photos still failed or the work failed; 2 usage or "
+        "configuration error.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show the package's logs on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -369,6 +400,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     projects.add_argument("--force", action="store_true", help="let --write-config overwrite an existing file")
     projects.set_defaults(func=cmd_projects)
+
+    replay = sub.add_parser(
+        "replay",
+        help="retry exactly the photos a window's report lists as failed; report what still fails",
+        description="Read the window's report (written by the DAG's run of the window), fetch the current ACC "
+        "record of every photo it lists as failed, and copy those photos, and only those, through the DAG's "
+        "stage and publish steps: each photo lands in BuildPass exactly once (a photo already there is "
+        "neither downloaded nor sent again). Photos deleted in ACC since are reported, not copied; report "
+        "entries that name no photo ('*', 'batch ...') are reported as not replayable. Writes "
+        "report-replay.json beside the window's report. Exit 1 when a photo still failed or an entry "
+        "was not replayable.",
+    )
+    replay.add_argument(
+        "--start", required=True, help="window start, ISO 8601, as the DAG run had it (UTC when no zone)"
+    )
+    replay.add_argument("--end", required=True, help="window end, ISO 8601 (exclusive)")
+    replay.add_argument("--json", action="store_true", help="machine-readable output")
+    replay.set_defaults(func=cmd_replay)
     return parser
 
 

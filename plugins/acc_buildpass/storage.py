@@ -7,6 +7,8 @@ Layout under ``{prefix}/`` (every part an id we validated, never a title):
 - ``windows/{window}/{acc_project_id}/extract.json``: counts and what was skipped, and why
 - ``windows/{window}/batches/{batch:05d}/stage.json`` and ``publish.json``: per-photo outcomes
 - ``windows/{window}/report.json`` and ``report.md``
+- ``windows/{window}/{acc_project_id}/replay/part-00000.parquet`` and ``windows/{window}/report-replay.json``:
+  what ``acc-buildpass replay`` retried (its batches are numbered from 90000) and what came of it
 - ``ledger/{builder_id}/{buildpass_project_id}/{photo_id}.json``: a photo is in BuildPass
 - ``check/probe-{token}``: a moment's probe object of ``acc-buildpass check`` (deleted at once)
 """
@@ -67,6 +69,12 @@ class Layout:
 
     def report(self, window: Window, suffix: str) -> str:
         return self.window_key(window, f"report.{suffix}")
+
+    def replay_part(self, window: Window, acc_project_id: str, part: int) -> str:
+        return self.window_key(window, _part(acc_project_id, "project id"), "replay", f"part-{part:05d}.parquet")
+
+    def replay_report(self, window: Window, suffix: str) -> str:
+        return self.window_key(window, f"report-replay.{suffix}")
 
     def ledger(self, builder_id: str, buildpass_project_id: str, photo_id: str) -> str:
         return self._key(

@@ -126,6 +126,7 @@ def publish_bulk(
             ]
             continue
         skipped = set(result.skipped_external_source_ids)
+        landed: list[_Staged] = []
         for staged, _ in chunk:
             photo_id = staged.photo.id
             if photo_id in result.failed:
@@ -134,8 +135,17 @@ def publish_bulk(
                 )
                 continue
             status = "present" if photo_id in skipped else "created"
-            _record(store, batch, photo_id, {"state": "created", "via": "bulk-upsert", "sha256": staged.outcome.sha256})
+            landed.append(staged)
             outcomes.append(Outcome(photo_id, status, size=staged.outcome.size, sha256=staged.outcome.sha256))
+
+        def record(staged: _Staged) -> None:
+            entry = {"state": "created", "via": "bulk-upsert", "sha256": staged.outcome.sha256}
+            _record(store, batch, staged.photo.id, entry)
+
+        # The ledger is written after BuildPass answered (it is a cache of BuildPass's state; the
+        # upsert's idempotency is the guarantee), one small S3 write a photo, several at a time.
+        with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="ledger") as pool:
+            list(pool.map(record, landed))
     return outcomes
 
 
@@ -222,14 +232,17 @@ def publish_batch(bp: BuildPassClient, store: Store, config: PipelineConfig, bat
     photos = {p.id: p for key in batch.parts for p in store.read_manifest(key)}
     outcomes: list[Outcome] = []
     ready: list[_Staged] = []
-    for raw in stage:
-        staged = Outcome.from_json(raw)
-        if staged.status != "staged":
-            continue  # skipped, failed and present were settled by the stage step
-        if store.published(batch.builder_id, batch.buildpass_project_id, staged.photo_id):
+    # skipped, failed and present were settled by the stage step
+    candidates = [s for s in (Outcome.from_json(raw) for raw in stage) if s.status == "staged"]
+    with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="check") as pool:
+        recorded = list(
+            pool.map(lambda s: store.published(batch.builder_id, batch.buildpass_project_id, s.photo_id), candidates)
+        )
+    for staged, done in zip(candidates, recorded, strict=True):
+        if done:
             outcomes.append(Outcome(staged.photo_id, "present"))
-            continue
-        ready.append(_Staged(photos[staged.photo_id], staged, store))
+        else:
+            ready.append(_Staged(photos[staged.photo_id], staged, store))
     started = time.monotonic()
     publish = publish_bulk if config.publish_mode == "bulk" else publish_single
     outcomes += publish(bp, store, config, batch, ready)

@@ -167,13 +167,14 @@ def stage_batch(acc: AccClient, store: Store, config: PipelineConfig, batch: Bat
     photos = [p for key in batch.parts for p in store.read_manifest(key)]
     outcomes: dict[str, Outcome] = {}
     todo: list[AccPhoto] = []
-    for photo in photos:
+
+    def settled(photo: AccPhoto) -> Outcome | None:
+        """Present in BuildPass, or staged intact already: nothing to download."""
         if store.published(batch.builder_id, batch.buildpass_project_id, photo.id):
-            outcomes[photo.id] = Outcome(photo.id, "present")
-            continue
+            return Outcome(photo.id, "present")
         head = store.head(store.layout.object_key(photo.project_id, photo.id))
         if head is not None and intact(head, photo):
-            outcomes[photo.id] = Outcome(
+            return Outcome(
                 photo.id,
                 "staged",
                 size=head["ContentLength"],
@@ -181,8 +182,15 @@ def stage_batch(acc: AccClient, store: Store, config: PipelineConfig, batch: Bat
                 content_type=head.get("ContentType"),
                 reused=True,
             )
-            continue
-        todo.append(photo)
+        return None
+
+    # Two small S3 reads a photo: done by the download threads, not one after another.
+    with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="check") as pool:
+        for photo, outcome in zip(photos, pool.map(settled, photos), strict=True):
+            if outcome is None:
+                todo.append(photo)
+            else:
+                outcomes[photo.id] = outcome
 
     started = time.monotonic()
     done_bytes = 0

@@ -6,6 +6,7 @@ server and one emulator per session) without depending on each other or on their
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -115,6 +116,9 @@ def test_window_is_copied_exactly_once_and_a_rerun_creates_nothing(stack: Any, r
 
     rc, output, report = run_dag(start, end, config)
     assert rc == 0, output[-3000:]
+    # Progress lines in the task logs: downloads while staging, uploads while publishing.
+    assert re.search(r"\d+ of \d+ photos downloaded, [\d.]+ MB, [\d.]+ MB/s", output)
+    assert re.search(r"\d+ of \d+ photos uploaded, [\d.]+ MB, [\d.]+ MB/s", output)
     created = assert_exactly_once(stack, project, expected)
     by_id = {p["externalSourceId"]: p for p in created}
     assert by_id["edge-start-0001"]["fileName"] == "At start.jpg"

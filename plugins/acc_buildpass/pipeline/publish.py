@@ -79,18 +79,29 @@ def _upload(bp: BuildPassClient, builder_id: str, chunk: list[_Staged]) -> dict[
 
 
 def _upload_all(
-    bp: BuildPassClient, builder_id: str, ready: list[_Staged], config: PipelineConfig
+    bp: BuildPassClient, batch: Batch, ready: list[_Staged], config: PipelineConfig
 ) -> dict[str, Attachment | str]:
     chunks = list(_chunks(ready, config.upload_chunk, config.upload_chunk_bytes))
     uploaded: dict[str, Attachment | str] = {}
+    started, done, done_bytes = time.monotonic(), 0, 0
     with ThreadPoolExecutor(max_workers=config.upload_threads, thread_name_prefix="upload") as pool:
-        futures = [pool.submit(_upload, bp, builder_id, chunk) for chunk in chunks]
-        for future in futures:
+        futures = [pool.submit(_upload, bp, batch.builder_id, chunk) for chunk in chunks]
+        for chunk, future in zip(chunks, futures, strict=True):
             try:
                 uploaded.update(future.result())
             except ApiError as exc:
-                chunk = chunks[futures.index(future)]
                 uploaded.update({s.photo.id: f"upload failed after retries: {exc}" for s in chunk})
+            done += len(chunk)
+            done_bytes += sum(int(s.outcome.size or 0) for s in chunk)
+            elapsed = max(time.monotonic() - started, 1e-6)
+            log.info(
+                "%s: %d of %d photos uploaded, %.1f MB, %.1f MB/s",
+                batch.label,
+                done,
+                len(ready),
+                done_bytes / 1e6,
+                done_bytes / 1e6 / elapsed,
+            )
     return uploaded
 
 
@@ -98,7 +109,7 @@ def publish_bulk(
     bp: BuildPassClient, store: Store, config: PipelineConfig, batch: Batch, ready: list[_Staged]
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
-    uploaded = _upload_all(bp, batch.builder_id, ready, config)
+    uploaded = _upload_all(bp, batch, ready, config)
     entries: list[tuple[_Staged, dict[str, Any]]] = []
     for sequence, staged in enumerate(ready):
         attachment = uploaded.get(staged.photo.id)

@@ -20,7 +20,7 @@ from typing import Any
 from acc_buildpass.pipeline.report import render
 from acc_buildpass.records import Window
 
-from sandbox.stack import BUILDER, ROOT, Stack
+from sandbox.stack import ROOT, Stack
 
 PROJECTS = {
     "36c0838c-0360-4cfa-b2c6-85e0056ec7e8": {"count": 240, "deleted": 7, "videos": 5},
@@ -28,31 +28,6 @@ PROJECTS = {
 }
 START = datetime(2026, 3, 2, tzinfo=UTC)
 DAYS = 3
-MEDIA = ("NORMAL", "INFRARED", "PHOTOSPHERE")
-
-
-def _parse(value: str) -> datetime:
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def reconcile(stack: Stack, end: datetime) -> dict[str, int]:
-    """Every eligible ACC photo once in BuildPass with the same sha256; nothing extra."""
-    expected: dict[str, str] = {}
-    for project in PROJECTS:
-        for p in stack.admin("acc", "GET", f"/_admin/photos?project_id={project}")["photos"]:
-            if not p.get("deletedAt") and p.get("mediaType") in MEDIA and START <= _parse(p["createdAt"]) < end:
-                expected[p["id"]] = p["sha256"]
-    created = stack.admin("buildpass", "GET", f"/_admin/photos?builder_id={BUILDER}")["photos"]
-    counts = Counter(p["externalSourceId"] for p in created)
-    return {
-        "expected": len(expected),
-        "created": len(created),
-        "duplicates": sum(n - 1 for n in counts.values() if n > 1),
-        "missing": len(set(expected) - set(counts)),
-        "extra": len(set(counts) - set(expected)),
-        "bytes_differ": sum(1 for p in created if expected.get(p["externalSourceId"], p["sha256"]) != p["sha256"]),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         for report in reports:
             print(render(report))
         end = START + timedelta(days=DAYS)
-        check = reconcile(stack, end)
+        check = stack.reconcile(list(PROJECTS), START, end)
 
         print("Again, the whole range as one window (a backfill over days already copied):", flush=True)
         stack.admin("acc", "POST", "/_admin/stats/reset")
@@ -115,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         acc2 = stack.admin("acc", "GET", "/_admin/stats")
         bp2 = stack.admin("buildpass", "GET", "/_admin/stats")
         print(render(rerun))
-        check_after = reconcile(stack, end)
+        check_after = stack.reconcile(list(PROJECTS), START, end)
 
     copied = totals["created"]
     print("Figures")

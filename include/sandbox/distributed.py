@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from sandbox.stack import BUILDER, DAG_ID, ROOT, Stack, _stop, _wait, free_ports
+from sandbox.stack import DAG_ID, ROOT, Stack, _stop, _wait, free_ports
 
 PROJECTS = {
     "5b0c1a52-7d3e-4f61-9a2b-8c4d6e0f1a23": 260,
@@ -35,7 +35,6 @@ PROJECTS = {
 }
 START = datetime(2026, 7, 6, tzinfo=UTC)
 END = START + timedelta(days=1)
-MEDIA = ("NORMAL", "INFRARED", "PHOTOSPHERE")
 USER, PASSWORD = "admin", "admin-distributed"
 SIMPLE_AUTH = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
@@ -210,26 +209,6 @@ class Api:
         return response.json() if response.content else None
 
 
-def reconcile(stack: Stack) -> dict[str, int]:
-    from acc_buildpass.records import parse_time
-
-    expected: dict[str, str] = {}
-    for project in PROJECTS:
-        for p in stack.admin("acc", "GET", f"/_admin/photos?project_id={project}")["photos"]:
-            if not p.get("deletedAt") and p.get("mediaType") in MEDIA and START <= parse_time(p["createdAt"]) < END:
-                expected[p["id"]] = p["sha256"]
-    created = stack.admin("buildpass", "GET", f"/_admin/photos?builder_id={BUILDER}")["photos"]
-    counts = Counter(p["externalSourceId"] for p in created)
-    return {
-        "expected": len(expected),
-        "created": len(created),
-        "duplicates": sum(n - 1 for n in counts.values() if n > 1),
-        "missing": len(set(expected) - set(counts)),
-        "extra": len(set(counts) - set(expected)),
-        "bytes_differ": sum(1 for p in created if expected.get(p["externalSourceId"], p["sha256"]) != p["sha256"]),
-    }
-
-
 def parallel_proof(instances: list[dict[str, Any]], logs: dict[str, str]) -> tuple[int, dict[str, int]]:
     """(most mapped task instances running at one moment, tasks each worker ran)."""
     spans = []
@@ -317,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         finally:
             deployment.stop()
-        figures = reconcile(stack)
+        figures = stack.reconcile(list(PROJECTS), START, END)
         report = stack.report(config, f"{START:%Y%m%dT%H%M%SZ}--{END:%Y%m%dT%H%M%SZ}")
 
     overlap, per_worker = parallel_proof(instances, logs)

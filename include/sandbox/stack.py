@@ -22,8 +22,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ BP_PROJECT = "proj_demo"
 ACC_CLIENT = ("acc-demo-client", "acc-demo-secret")
 BP_CLIENT = ("bp-demo-client", "bp-demo-secret")
 REGION = "us-east-1"
+MEDIA = ("NORMAL", "INFRARED", "PHOTOSPHERE")  # the media types copied by default
 
 
 def _free(port: int) -> bool:
@@ -356,6 +359,29 @@ class Stack:
         log = open(self.root / "s3" / "weed.log", "ab")  # noqa: SIM115 - lives as long as the server
         self._procs["s3"] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         _wait("SeaweedFS S3 after a restart", self._create_bucket, 90, self._procs["s3"])
+
+    def reconcile(self, projects: list[str], start: datetime, end: datetime) -> dict[str, int]:
+        """BuildPass against ACC: every eligible photo once, with the same sha256, nothing extra.
+
+        Eligible: not deleted, a media type copied by default, created in [start, end).
+        """
+        from acc_buildpass.records import parse_time
+
+        expected: dict[str, str] = {}
+        for project in projects:
+            for p in self.admin("acc", "GET", f"/_admin/photos?project_id={project}")["photos"]:
+                if not p.get("deletedAt") and p.get("mediaType") in MEDIA and start <= parse_time(p["createdAt"]) < end:
+                    expected[p["id"]] = p["sha256"]
+        created = self.admin("buildpass", "GET", f"/_admin/photos?builder_id={BUILDER}")["photos"]
+        counts = Counter(p["externalSourceId"] for p in created)
+        return {
+            "expected": len(expected),
+            "created": len(created),
+            "duplicates": sum(n - 1 for n in counts.values() if n > 1),
+            "missing": len(set(expected) - set(counts)),
+            "extra": len(set(counts) - set(expected)),
+            "bytes_differ": sum(1 for p in created if expected.get(p["externalSourceId"], p["sha256"]) != p["sha256"]),
+        }
 
     def report(self, config: dict[str, Any], window_id: str) -> Any | None:
         key = f"{config.get('staging_prefix', 'acc-photos')}/windows/{window_id}/report.json"

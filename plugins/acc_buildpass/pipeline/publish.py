@@ -149,14 +149,22 @@ def publish_bulk(
             landed.append(staged)
             outcomes.append(Outcome(photo_id, status, size=staged.outcome.size, sha256=staged.outcome.sha256))
 
-        def record(staged: _Staged) -> None:
+        def record(staged: _Staged, attachment_key: str | None) -> None:
             entry = {"state": "created", "via": "bulk-upsert", "sha256": staged.outcome.sha256}
+            if attachment_key:
+                # The BuildPass photo carries this key: it tells which BuildPass photo this ACC photo
+                # became (follow-edits). A skipped photo was made earlier, from another upload: no key.
+                entry["attachment_key"] = attachment_key
             _record(store, batch, staged.photo.id, entry)
 
+        keys = [
+            a.key if isinstance(a := uploaded.get(s.photo.id), Attachment) and s.photo.id not in skipped else None
+            for s in landed
+        ]
         # The ledger is written after BuildPass answered (it is a cache of BuildPass's state; the
         # upsert's idempotency is the guarantee), one small S3 write a photo, several at a time.
         with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="ledger") as pool:
-            list(pool.map(record, landed))
+            list(pool.map(record, landed, keys))
     return outcomes
 
 

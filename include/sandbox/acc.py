@@ -219,6 +219,7 @@ class AccApp(App):
         self.admin("GET", r"/photos", self._admin_photos)
         self.admin("PATCH", r"/photos/(?P<photo_id>[^/]+)", self._admin_patch_photo)
         self.admin("POST", r"/photos/(?P<photo_id>[^/]+)/behaviour", self._admin_behaviour)
+        self.admin("POST", r"/photos/(?P<photo_id>[^/]+)/delete", self._admin_delete_photo)
 
     def error(self, status: int, message: str, code: str | None = None) -> Response:
         return json_response(
@@ -865,8 +866,28 @@ class AccApp(App):
         with self.lock:
             project = self.projects[photo.project_id]
             project.unindex(photo)
+            if "updatedAt" not in body:  # an edit in ACC moves updatedAt, unless the test sets it
+                body = {**body, "updatedAt": acc_time(self.now())}
             photo.record.update(body)
             project.index(photo)
+            return json_response(200, photo.record)
+
+    def _admin_delete_photo(self, req: Request, photo_id: str) -> Response:
+        """Soft-delete, as a user deleting a photo in ACC: ``deletedAt``/``deletedBy`` set, ``updatedAt`` moved."""
+        body = req.json()
+        body = {} if body is None else body  # no body: deleted by the first sandbox user
+        if not isinstance(body, dict):
+            return json_response(400, {"error": "expected an object"})
+        by = body.get("deletedBy", USERS[0])
+        if not isinstance(by, str) or not by:
+            return json_response(400, {"error": "deletedBy must be a non-empty string"})
+        photo = self.find_photo(photo_id, req.arg("project_id"))
+        if photo is None:
+            return json_response(404, {"error": f"no photo {photo_id}"})
+        now = acc_time(self.now())
+        with self.lock:
+            if not photo.record.get("deletedAt"):
+                photo.record.update({"deletedAt": now, "deletedBy": by, "updatedAt": now, "updatedBy": by})
             return json_response(200, photo.record)
 
     def _admin_behaviour(self, req: Request, photo_id: str) -> Response:

@@ -80,35 +80,49 @@ class Target:
     folder_id: str | None
 
 
+def edited_fields(photo: AccPhoto, content_type: str) -> dict[str, Any]:
+    """What follows the ACC record when it is edited: ``fileName``, ``description`` (None when
+    there is none) and ``capturedAt``, as every create sends them and as ``PATCH
+    /builders/{builderId}/photos/{photoId}`` takes them."""
+    return {
+        "fileName": file_name(photo, content_type),
+        "description": description(photo),
+        "capturedAt": captured_at(photo),
+    }
+
+
+def _with_edited_fields(body: dict[str, Any], photo: AccPhoto, content_type: str) -> dict[str, Any]:
+    fields = edited_fields(photo, content_type)
+    if not fields["description"]:
+        del fields["description"]  # a create leaves it out
+    return {**body, **fields}
+
+
 def upsert_photo(photo: AccPhoto, content_type: str, attachment: dict[str, str], sequence: int) -> dict[str, Any]:
     """One entry of ``photo-gallery/bulk-upsert``'s ``photos``."""
     entry: dict[str, Any] = {
         "externalSourceId": photo.id,
-        "fileName": file_name(photo, content_type),
         "contentType": content_type,
         "sequenceId": sequence,
         "imageAttachment": attachment,
-        "capturedAt": captured_at(photo),
     }
-    text = description(photo)
-    if text:
-        entry["description"] = text
-    return entry
+    return _with_edited_fields(entry, photo, content_type)
 
 
 def create_photo(photo: AccPhoto, content_type: str, attachment: dict[str, str], target: Target) -> dict[str, Any]:
     """The body of ``POST /builders/{builderId}/photos``."""
     body: dict[str, Any] = {
-        "fileName": file_name(photo, content_type),
         "projectId": target.project_id,
         "imageAttachment": attachment,
         "contentType": content_type,
-        "capturedAt": captured_at(photo),
         "externalSourceId": photo.id,
     }
     if target.folder_id:
         body["folderId"] = target.folder_id
-    text = description(photo)
-    if text:
-        body["description"] = text
-    return body
+    return _with_edited_fields(body, photo, content_type)
+
+
+def content_type_of(name: str) -> str | None:
+    """The image type a file name's extension stands for (as :func:`file_name` writes it), else None."""
+    suffix = "." + name.rpartition(".")[2].lower() if "." in name else ""
+    return next((ctype for ctype, ext in _EXTENSIONS.items() if ext == suffix), None)

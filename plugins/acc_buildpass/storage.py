@@ -11,6 +11,8 @@ Layout under ``{prefix}/`` (every part an id we validated, never a title):
   what ``acc-buildpass replay`` retried (its batches are numbered from 90000) and what came of it
 - ``ledger/{builder_id}/{buildpass_project_id}/{photo_id}.json``: a photo is in BuildPass
 - ``check/probe-{token}``: a moment's probe object of ``acc-buildpass check`` (deleted at once)
+- ``follow/{builder_id}/{buildpass_project_id}/{acc_project_id}.json``: what ``follow-edits`` last
+  linked (ACC photo → BuildPass photo id and ACC ``createdAt``), a cache that saves a ledger read a photo
 """
 
 from __future__ import annotations
@@ -86,6 +88,14 @@ class Layout:
 
     def ledger_prefix(self, builder_id: str, buildpass_project_id: str) -> str:
         return self._key("ledger", _part(builder_id, "builder id"), _part(buildpass_project_id, "project id")) + "/"
+
+    def follow_links(self, builder_id: str, buildpass_project_id: str, acc_project_id: str) -> str:
+        return self._key(
+            "follow",
+            _part(builder_id, "builder id"),
+            _part(buildpass_project_id, "project id"),
+            f"{_part(acc_project_id, 'project id')}.json",
+        )
 
     def probe(self, token: str) -> str:
         return self._key("check", f"probe-{_part(token, 'probe token')}")

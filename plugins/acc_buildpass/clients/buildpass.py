@@ -43,6 +43,7 @@ class BuildPassPhoto:
     external_source_id: str | None
     description: str | None
     captured_at: str | None
+    content_type: str | None = None
 
     @classmethod
     def from_api(cls, raw: dict[str, Any]) -> BuildPassPhoto:
@@ -57,6 +58,7 @@ class BuildPassPhoto:
             external_source_id=raw.get("externalSourceId"),
             description=raw.get("description"),
             captured_at=raw.get("photoTakenDate") or raw.get("capturedAt"),
+            content_type=raw.get("contentType") if isinstance(raw.get("contentType"), str) else None,
         )
 
 

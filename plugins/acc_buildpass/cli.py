@@ -334,6 +334,47 @@ def _write_json(path: Path, payload: Any, *, force: bool) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def _days(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 366:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days from 1 to 366, got {text!r}")
+    return int(text)
+
+
+def cmd_follow_edits(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from acc_buildpass.pipeline import follow_edits as follow
+    from acc_buildpass.records import parse_time
+
+    try:
+        until = parse_time(args.until) if args.until else datetime.now(UTC)
+    except ValueError as exc:
+        raise UsageError(f"--until: {exc}; give an ISO 8601 time") from None
+    _use_metadata_db()
+    config = load_config()
+    acc = build_acc(config, config.acc_conn_id)
+    buildpass = build_buildpass(config, config.buildpass_conn_id)
+    store = build_store(config)
+
+    def progress(edits: Any) -> None:
+        counts = ", ".join(f"{n} {what}" for what, n in edits.counts().items() if n)
+        print(f"follow-edits: {edits.mapping.label}: {counts or 'nothing listed'}", file=sys.stderr)
+
+    result = follow.follow_edits(
+        acc,
+        buildpass,
+        store,
+        config,
+        args.days,
+        until,
+        delete_policy=args.delete_policy,
+        dry_run=args.dry_run,
+        on_project=progress,
+    )
+    emit(json.dumps(result, indent=1) if args.json else follow.render(result))
+    return EXIT_PROBLEMS if result["totals"]["failed"] else EXIT_OK
+
+
 # -- parser -------------------------------------------------------------------------------------
 
 
@@ -418,6 +459,31 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--end", required=True, help="window end, ISO 8601 (exclusive)")
     replay.add_argument("--json", action="store_true", help="machine-readable output")
     replay.set_defaults(func=cmd_replay)
+
+    follow = sub.add_parser(
+        "follow-edits",
+        help="carry ACC edits of copied photos (title, description, takenAt) over to BuildPass; report deletions",
+        description="For the photos created in ACC in the last N days that were copied, compare what the "
+        "mapping makes of the ACC record now (fileName, description, capturedAt) with what BuildPass shows, "
+        "and PATCH the BuildPass photo with the fields that differ, and only those: a second run patches "
+        "nothing. ACC wins over an edit made in BuildPass to those fields. Photos deleted in ACC are "
+        "reported and left in BuildPass; with --delete-policy delete they are reported as failed, as "
+        "BuildPass documents no way to delete one photo. Exit 1 when a photo could not be updated.",
+    )
+    follow.add_argument(
+        "--days", type=_days, default=7, metavar="N", help="photos created in ACC in the last N days (default 7)"
+    )
+    follow.add_argument("--until", default=None, help="end of the period, ISO 8601 (default: now; UTC when no zone)")
+    follow.add_argument(
+        "--delete-policy",
+        choices=("report", "delete"),
+        default="report",
+        help="photos deleted in ACC: report them (default), or delete them in BuildPass (not possible: "
+        "no DELETE of one photo is documented; reported as failed)",
+    )
+    follow.add_argument("--dry-run", action="store_true", help="compare only: nothing patched, nothing written")
+    follow.add_argument("--json", action="store_true", help="machine-readable output")
+    follow.set_defaults(func=cmd_follow_edits)
     return parser
 
 

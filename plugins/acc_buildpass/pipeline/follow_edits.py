@@ -1,0 +1,330 @@
+"""Follow edits: carry ACC edits of copied photos (title, description, takenAt) over to BuildPass.
+
+Over the photos created in ACC in ``[until - days, until)``, per project mapping:
+
+1. ACC is listed the way extraction lists it (``photos:filter`` on ``createdAt``, pages of 50),
+   soft-deleted photos included; the ledger is listed (one S3 listing per 1,000 entries) to keep
+   the photos that were copied.
+2. BuildPass's photos of the project are listed once (``GET /photos?projectId=``, one request).
+3. Each copied photo is linked to its BuildPass photo: from this step's own cache of links
+   (one object per mapping), else from its ledger entry (``buildpass_photo_id`` of a single-mode
+   create, or the ``attachment_key`` a bulk upsert recorded, which the BuildPass photo carries as
+   ``key``), else by an ``externalSourceId`` if BuildPass ever returns one.
+4. :func:`acc_buildpass.mapping.edited_fields` gives what BuildPass should show; the photo is
+   patched with the fields that differ, and only those.
+
+We compare with what BuildPass has now rather than with what was sent at copy time: the listing
+costs one request per project and is the truth the operator sees; a PATCH whose answer was lost
+is repaired by the next run; no copy-time record of the fields is needed (bulk-mode ledger entries
+have none); and once patched, a photo compares equal, so a second run patches nothing. The
+unknown that could break that (BuildPass normalising what it stores) is met by comparing
+``capturedAt`` as instants and an empty description as none. ACC wins: an edit made in BuildPass
+to one of these three fields of a photo in the period is replaced by ACC's value.
+
+A copied photo deleted in ACC (listed with ``deletedAt``, or, as ACC may also hide deleted photos,
+linked by an earlier run, gone from the listing and answering 410/404) is reported. BuildPass
+documents no DELETE of one photo (only GET and PATCH on ``/photos/{photoId}``; the bulk-upsert
+DELETE archives every photo of a source), so the ``delete`` policy cannot be honoured: such a
+photo is reported as failed, naming the BuildPass photo to remove by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from acc_buildpass.clients.acc import AccClient
+from acc_buildpass.clients.buildpass import BuildPassClient, BuildPassPhoto
+from acc_buildpass.config import PipelineConfig, ProjectMapping
+from acc_buildpass.errors import ApiError, Gone, InvalidPhoto, NotFound
+from acc_buildpass.mapping import content_type_of, edited_fields
+from acc_buildpass.records import AccPhoto, format_time, parse_time
+from acc_buildpass.storage import Store
+
+log = logging.getLogger(__name__)
+
+DELETE_POLICIES = ("report", "delete")
+# What each photo looked at came to.
+PATCHED, WOULD_PATCH, UNCHANGED, DELETED_IN_ACC, FAILED = (
+    "patched",
+    "would_patch",
+    "unchanged",
+    "deleted_in_acc",
+    "failed",
+)
+NO_PHOTO_DELETE = (
+    "BuildPass documents no DELETE of one photo (GET and PATCH only; the bulk-upsert DELETE would archive "
+    "every photo of the source)"
+)
+
+
+@dataclass(frozen=True)
+class EditOutcome:
+    """One copied photo looked at: what was done, the fields changed (names only) and why."""
+
+    acc_project_id: str
+    photo_id: str
+    status: str
+    buildpass_photo_id: str | None = None
+    changes: tuple[str, ...] = ()
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["changes"] = list(self.changes)
+        return data
+
+
+@dataclass
+class ProjectEdits:
+    mapping: ProjectMapping
+    listed: int = 0
+    outcomes: list[EditOutcome] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        by_status = Counter(o.status for o in self.outcomes)
+        return {
+            "listed": self.listed,
+            "looked_at": len(self.outcomes),
+            **{status: by_status[status] for status in (PATCHED, WOULD_PATCH, UNCHANGED, DELETED_IN_ACC, FAILED)},
+        }
+
+
+def period(days: int, until: datetime) -> tuple[datetime, datetime]:
+    """:raises ValueError: days is not a whole number of at least 1"""
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise ValueError(f"days must be a whole number of at least 1, got {days!r}")
+    if until.tzinfo is None:
+        raise ValueError("until must carry a time zone")
+    return until - timedelta(days=days), until
+
+
+def _same(field_name: str, wanted: Any, current: Any) -> bool:
+    if field_name == "description":
+        return (wanted or None) == (current or None)
+    if field_name == "capturedAt":
+        try:
+            return current is not None and parse_time(wanted) == parse_time(current)
+        except ValueError:
+            return False
+    return bool(wanted == current)
+
+
+def changes_for(photo: AccPhoto, current: BuildPassPhoto) -> dict[str, Any]:
+    """The PATCH body: the mapped fields that differ from what BuildPass shows (empty: nothing to do)."""
+    content_type = current.content_type or content_type_of(current.file_name) or "image/jpeg"
+    wanted = edited_fields(photo, content_type)
+    shown = {"fileName": current.file_name, "description": current.description, "capturedAt": current.captured_at}
+    return {name: value for name, value in wanted.items() if not _same(name, value, shown[name])}
+
+
+def _link_from_ledger(entry: Any, active: dict[str, BuildPassPhoto], by_key: dict[str, str]) -> str | None:
+    if not isinstance(entry, dict) or entry.get("state") != "created":
+        return None
+    photo_id = entry.get("buildpass_photo_id")
+    if isinstance(photo_id, str) and photo_id in active:
+        return photo_id
+    key = entry.get("attachment_key")
+    return by_key.get(key) if isinstance(key, str) else None
+
+
+def follow_project(
+    acc: AccClient,
+    buildpass: BuildPassClient,
+    store: Store,
+    config: PipelineConfig,
+    mapping: ProjectMapping,
+    since: datetime,
+    until: datetime,
+    *,
+    delete_policy: str = "report",
+    dry_run: bool = False,
+) -> ProjectEdits:
+    """Follow one mapping's edits over photos created in ``[since, until)``."""
+    result = ProjectEdits(mapping)
+    acc_project = mapping.acc_project_id
+    copied = store.ledger_ids(mapping.builder_id, mapping.buildpass_project_id)
+    links_key = store.layout.follow_links(mapping.builder_id, mapping.buildpass_project_id, acc_project)
+    cached = store.get_json(links_key)
+    links: dict[str, dict[str, str]] = cached.get("links", {}) if isinstance(cached, dict) else {}
+
+    listed: dict[str, AccPhoto] = {}
+    for item in acc.iter_photos(acc_project, since, until):
+        result.listed += 1
+        if isinstance(item, InvalidPhoto):
+            if item.photo_id in copied:
+                result.outcomes.append(
+                    EditOutcome(acc_project, item.photo_id, FAILED, reason=f"unreadable ACC record: {item.reason}")
+                )
+            continue
+        if item.id in copied:
+            listed.setdefault(item.id, item)
+    # ACC may leave deleted photos out of listings: one linked earlier that is gone is asked for.
+    for photo_id, link in links.items():
+        if photo_id in listed or photo_id not in copied:
+            continue
+        try:
+            created = parse_time(link.get("created_at"))
+        except ValueError:
+            continue
+        if not since <= created < until:
+            continue
+        try:
+            photo = acc.get_photo(acc_project, photo_id)
+        except (Gone, NotFound):
+            listed[photo_id] = AccPhoto(photo_id, acc_project, "", "", None, "", created, None, until)
+            continue
+        if photo.deleted_at is not None:
+            listed[photo_id] = photo  # otherwise it moved out of the period (its createdAt changed)
+
+    active = {p.id: p for p in buildpass.list_photos(mapping.builder_id, mapping.buildpass_project_id)}
+    by_key = {p.key: p.id for p in active.values() if p.key}
+    by_source = {p.external_source_id: p.id for p in active.values() if p.external_source_id}
+
+    unlinked = [i for i in listed if links.get(i, {}).get("buildpass_photo_id") not in active and i not in by_source]
+    with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="ledger") as pool:
+        entries = pool.map(
+            lambda i: store.get_json(store.layout.ledger(mapping.builder_id, mapping.buildpass_project_id, i)),
+            unlinked,
+        )
+        from_ledger = {i: _link_from_ledger(e, active, by_key) for i, e in zip(unlinked, entries, strict=True)}
+
+    new_links: dict[str, dict[str, str]] = {}
+    for photo_id, photo in sorted(listed.items(), key=lambda kv: (kv[1].created_at, kv[0])):
+        cached_id = links.get(photo_id, {}).get("buildpass_photo_id")
+        bp_id = (
+            cached_id
+            if cached_id in active
+            else from_ledger.get(photo_id) or by_source.get(photo_id) or (cached_id if photo.deleted_at else None)
+        )
+        if bp_id:
+            new_links[photo_id] = {"buildpass_photo_id": bp_id, "created_at": format_time(photo.created_at)}
+        result.outcomes.append(
+            _follow_photo(buildpass, mapping, photo, bp_id, active, delete_policy=delete_policy, dry_run=dry_run)
+        )
+    if not dry_run and new_links != links:
+        store.put_json(links_key, {"links": new_links, "until": format_time(until)})
+    counts = result.counts()
+    log.info("%s: %s", mapping.label, ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return result
+
+
+def _follow_photo(
+    buildpass: BuildPassClient,
+    mapping: ProjectMapping,
+    photo: AccPhoto,
+    bp_id: str | None,
+    active: dict[str, BuildPassPhoto],
+    *,
+    delete_policy: str,
+    dry_run: bool,
+) -> EditOutcome:
+    project = mapping.acc_project_id
+    if photo.deleted_at is not None:
+        where = f"BuildPass photo {bp_id}" if bp_id else "its BuildPass photo (not linked)"
+        if bp_id and bp_id not in active:
+            return EditOutcome(project, photo.id, DELETED_IN_ACC, bp_id, reason="deleted in ACC; gone from BuildPass")
+        if delete_policy == "delete":
+            return EditOutcome(
+                project, photo.id, FAILED, bp_id, reason=f"deleted in ACC; cannot delete {where}: {NO_PHOTO_DELETE}"
+            )
+        return EditOutcome(
+            project, photo.id, DELETED_IN_ACC, bp_id, reason=f"deleted in ACC; {where} left (delete policy: report)"
+        )
+    if bp_id is None:
+        return EditOutcome(
+            project,
+            photo.id,
+            FAILED,
+            reason="copied, but neither the ledger nor BuildPass tells which BuildPass photo it became "
+            f"(copied before links were recorded, or archived in BuildPass project {mapping.buildpass_project_id})",
+        )
+    changes = changes_for(photo, active[bp_id])
+    if not changes:
+        return EditOutcome(project, photo.id, UNCHANGED, bp_id)
+    names = tuple(sorted(changes))
+    if dry_run:
+        return EditOutcome(project, photo.id, WOULD_PATCH, bp_id, names)
+    try:
+        buildpass.update_photo(mapping.builder_id, bp_id, changes)
+    except ApiError as exc:
+        return EditOutcome(project, photo.id, FAILED, bp_id, names, reason=f"PATCH failed after retries: {exc}")
+    return EditOutcome(project, photo.id, PATCHED, bp_id, names)
+
+
+def follow_edits(
+    acc: AccClient,
+    buildpass: BuildPassClient,
+    store: Store,
+    config: PipelineConfig,
+    days: int,
+    until: datetime,
+    *,
+    delete_policy: str = "report",
+    dry_run: bool = False,
+    on_project: Callable[[ProjectEdits], None] | None = None,
+) -> dict[str, Any]:
+    """Every mapping; the summary (JSON-able: ids, counts, field names and reasons, never a secret).
+
+    :raises ValueError: bad ``days``, ``until`` or ``delete_policy``
+    """
+    if delete_policy not in DELETE_POLICIES:
+        raise ValueError(f"delete policy must be one of {', '.join(DELETE_POLICIES)}, got {delete_policy!r}")
+    since, until = period(days, until)
+    projects = []
+    for mapping in config.projects:
+        edits = follow_project(
+            acc, buildpass, store, config, mapping, since, until, delete_policy=delete_policy, dry_run=dry_run
+        )
+        if on_project is not None:
+            on_project(edits)
+        projects.append(edits)
+    rows = [
+        {
+            "acc_project_id": p.mapping.acc_project_id,
+            "builder_id": p.mapping.builder_id,
+            "buildpass_project_id": p.mapping.buildpass_project_id,
+            **p.counts(),
+        }
+        for p in projects
+    ]
+    count_keys = ("listed", "looked_at", PATCHED, WOULD_PATCH, UNCHANGED, DELETED_IN_ACC, FAILED)
+    return {
+        "since": format_time(since),
+        "until": format_time(until),
+        "days": days,
+        "delete_policy": delete_policy,
+        "dry_run": dry_run,
+        "projects": rows,
+        "totals": {k: sum(r[k] for r in rows) for k in count_keys},
+        # Unchanged photos are counted, not listed: the summary stays small (it is an XCom too).
+        "photos": [o.as_dict() for p in projects for o in p.outcomes if o.status != UNCHANGED],
+    }
+
+
+def failures(result: dict[str, Any]) -> list[str]:
+    return [f"{p['photo_id']}: {p['reason']}" for p in result["photos"] if p["status"] == FAILED]
+
+
+def render(result: dict[str, Any]) -> str:
+    """The summary as lines a log or a terminal shows as they are."""
+    t = result["totals"]
+    mode = " (dry run: nothing written)" if result["dry_run"] else ""
+    lines = [
+        f"Follow edits over photos created in [{result['since']}, {result['until']}){mode}, "
+        f"delete policy {result['delete_policy']}",
+        f"{t['looked_at']} copied photos looked at ({t['listed']} listed in ACC): "
+        + (f"{t[WOULD_PATCH]} to patch" if result["dry_run"] else f"{t[PATCHED]} patched")
+        + f", {t[UNCHANGED]} unchanged, {t[DELETED_IN_ACC]} deleted in ACC (reported), {t[FAILED]} failed",
+    ]
+    for p in result["photos"]:
+        what = p["status"] + (f" ({', '.join(p['changes'])})" if p["changes"] else "")
+        target = f" → {p['buildpass_photo_id']}" if p["buildpass_photo_id"] else ""
+        reason = f": {p['reason']}" if p["reason"] else ""
+        lines.append(f"  {p['acc_project_id']} {p['photo_id']}{target} {what}{reason}")
+    return "\n".join(lines)

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import straight_line
+from acc_buildpass.config import PipelineConfig
 from sandbox.stack import ACC_CLIENT, BP_CLIENT, BP_PROJECT, BUILDER, ROOT, Stack
 
 HERE = Path(__file__).resolve().parent
@@ -233,7 +234,13 @@ def workload(
 ) -> list[Result]:
     name = f"{n}" + (f" + {large} x {large_mb} MB" if large else "") + (f", {threads} threads" if threads != 4 else "")
     project = str(uuid.uuid4())
-    config = stack.config([project], prefix=f"bench-{project[:8]}", publish_mode=mode, download_threads=threads)
+    config = stack.config(
+        [project],
+        prefix=f"bench-{project[:8]}",
+        publish_mode=mode,
+        download_threads=threads,
+        batch_size=PipelineConfig.batch_size,  # the product's default, not the test suite's small batches
+    )
     fresh(stack)
     moved = seed(stack, project, n, large, large_mb)
     eligible = n + large

@@ -301,6 +301,8 @@ class Stack:
         return env
 
     def config(self, project_ids: list[str], prefix: str = "acc-photos", **extra: Any) -> dict[str, Any]:
+        """The Variable for these projects; batches of 50 (not 500) so a few hundred photos make several."""
+        extra.setdefault("batch_size", 50)
         return {
             "staging_bucket": self.bucket,
             "staging_prefix": prefix,

@@ -35,7 +35,10 @@ class ProjectMapping:
 class PipelineConfig:
     """Everything the Variable may set; every key but the bucket and projects has a default.
 
-    :param batch_size: photos per staging/publishing batch (one signed-URL refresh each)
+    :param batch_size: photos per staging/publishing batch and per manifest part: each task's fixed
+        cost (its process, Airflow's start, an S3 client, sign-ins) is about a second of CPU, so a
+        batch should take much longer than that
+
     :param max_batches: bound on mapped task instances per run (far under max_map_length)
     :param upload_chunk: photos per ``attachments/bulk-upload`` request
     :param upload_chunk_bytes: bytes per bulk-upload request, whichever bound comes first
@@ -46,7 +49,7 @@ class PipelineConfig:
     staging_prefix: str = "acc-photos"
     media_types: tuple[str, ...] = ("NORMAL", "INFRARED", "PHOTOSPHERE")
     publish_mode: str = "bulk"
-    batch_size: int = 50
+    batch_size: int = 500
     max_batches: int = 256
     upload_chunk: int = 25
     upload_chunk_bytes: int = 64 * 1024 * 1024

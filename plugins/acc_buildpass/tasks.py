@@ -164,3 +164,43 @@ def report(raw_batches: list[dict[str, Any]] | None, context: Any, manifest: Any
         shown = "; ".join(failed[:20]) + (f"; and {len(failed) - 20} more" if len(failed) > 20 else "")
         raise CopyFailed(f"{len(failed)} photo(s) could not be copied: {shown}")
     return result["totals"]
+
+
+class EditsNotFollowed(Exception):
+    """Some ACC edits could not be carried over to BuildPass; the message names the photos and why."""
+
+
+@final_on_config_error
+def follow_edits(params: Any) -> dict[str, Any]:
+    """The DAG ``acc_buildpass_follow_edits``: its params (days, delete_policy, dry_run) in, the
+    summary out (ids, counts, field names and reasons; never a secret). Fails, after logging the
+    summary, when a photo could not be updated."""
+    from datetime import UTC, datetime
+
+    from acc_buildpass.pipeline import follow_edits as follow
+
+    config = load_config()
+    policy = params.get("delete_policy") or "report"
+    try:
+        days = int(params.get("days") or 7)
+        follow.period(days, datetime.now(UTC))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"param days: {exc}") from None
+    if policy not in follow.DELETE_POLICIES:
+        raise ConfigError(f"param delete_policy must be one of {', '.join(follow.DELETE_POLICIES)}, not {policy!r}")
+    result = follow.follow_edits(
+        _acc(config),
+        _buildpass(config),
+        _store(config),
+        config,
+        days,
+        datetime.now(UTC),
+        delete_policy=policy,
+        dry_run=bool(params.get("dry_run")),
+    )
+    log.info("Follow edits:\n%s", follow.render(result))
+    failed = follow.failures(result)
+    if failed:
+        shown = "; ".join(failed[:20]) + (f"; and {len(failed) - 20} more" if len(failed) > 20 else "")
+        raise EditsNotFollowed(f"{len(failed)} photo(s) could not be updated: {shown}")
+    return result

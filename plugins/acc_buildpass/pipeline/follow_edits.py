@@ -192,7 +192,12 @@ def follow_project(
             lambda i: store.get_json(store.layout.ledger(mapping.builder_id, mapping.buildpass_project_id, i)),
             unlinked,
         )
-        from_ledger = {i: _link_from_ledger(e, active, by_key) for i, e in zip(unlinked, entries, strict=True)}
+        from_ledger: dict[str, str | None] = {}
+        for photo_id, entry in zip(unlinked, entries, strict=True):
+            if isinstance(entry, dict) and entry.get("state") != "created":
+                del listed[photo_id]  # only an intent: not copied (the copy's report says why), nothing to follow
+            else:
+                from_ledger[photo_id] = _link_from_ledger(entry, active, by_key)
 
     new_links: dict[str, dict[str, str]] = {}
     for photo_id, photo in sorted(listed.items(), key=lambda kv: (kv[1].created_at, kv[0])):

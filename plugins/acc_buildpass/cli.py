@@ -19,12 +19,17 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# The configuration and clients, shared with the DAG acc_buildpass_operations (light imports only).
+from acc_buildpass.commands import DEFAULT_POOL, build_acc, build_buildpass, build_store, load_config
+from acc_buildpass.commands import pool_exists as _pool_exists
+from acc_buildpass.commands import require_connection as _require_connection
+
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
-DEFAULT_POOL = "buildpass_api"
+__all__ = ["build_acc", "build_buildpass", "build_store", "load_config", "main"]
 
 
 class UsageError(Exception):
@@ -43,91 +48,6 @@ def _use_metadata_db() -> None:
     except Exception:
         return
     os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
-
-
-def _pool_exists(name: str) -> bool:
-    """:raises Exception: the metadata DB cannot be read (not reachable, or not migrated)"""
-    from airflow.models.pool import Pool
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        return session.scalar(select(Pool.pool).where(Pool.pool == name)) is not None
-
-
-def _not_defined(exc: BaseException) -> bool:
-    return type(exc).__name__ == "AirflowNotFoundException" or "isn't defined" in str(exc)
-
-
-def _connection_error(conn_id: str) -> str:
-    return (
-        f"connection {conn_id!r} is not defined: set AIRFLOW_CONN_{conn_id.upper()} or add it "
-        "(airflow connections add, the UI, or a secrets backend; see README, 'Configuration')"
-    )
-
-
-def _require_connection(conn_id: str) -> Any:
-    from airflow.sdk import BaseHook
-
-    from acc_buildpass.errors import ConfigError
-
-    try:
-        return BaseHook.get_connection(conn_id)
-    except Exception as exc:
-        if _not_defined(exc):
-            raise ConfigError(_connection_error(conn_id)) from None
-        raise
-
-
-def load_config() -> Any:
-    """The Variable, parsed and validated (:raises ConfigError: what to fix)."""
-    from acc_buildpass.tasks import load_config as load
-
-    return load()
-
-
-def _retry(config: Any, quick: bool) -> Any:
-    from acc_buildpass.retry import RetryPolicy
-
-    if quick:  # check answers in seconds; the DAG's policy may wait minutes for a dead host
-        return RetryPolicy(attempts=3, initial_wait=0.5, max_wait=4, max_retry_after=10)
-    return config.retry if config is not None else RetryPolicy()
-
-
-def build_acc(config: Any, conn_id: str, *, quick: bool = False) -> Any:
-    from acc_buildpass.errors import ConfigError
-    from acc_buildpass.hooks.acc import AccHook
-
-    _require_connection(conn_id)
-    try:
-        return AccHook(conn_id, policy=_retry(config, quick)).get_conn()
-    except ValueError as exc:
-        raise ConfigError(f"connection {conn_id!r}: {exc}") from None
-
-
-def build_buildpass(config: Any, conn_id: str, *, quick: bool = False) -> Any:
-    from acc_buildpass.errors import ConfigError
-    from acc_buildpass.hooks.buildpass import BuildPassHook
-
-    _require_connection(conn_id)
-    try:
-        return BuildPassHook(conn_id, policy=_retry(config, quick)).get_conn()
-    except ValueError as exc:
-        raise ConfigError(f"connection {conn_id!r}: {exc}") from None
-
-
-def build_store(config: Any, *, quick: bool = False) -> Any:
-    """The staging store through the S3Hook, as the DAG's tasks build it (fewer retries for check)."""
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from botocore.config import Config
-
-    from acc_buildpass.storage import Layout, Store
-
-    _require_connection(config.staging_conn_id)  # else boto3 falls back to ambient AWS credentials
-    attempts, connect = (3, 5) if quick else (10, 10)
-    retries = Config(retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=connect, read_timeout=120)
-    s3 = S3Hook(aws_conn_id=config.staging_conn_id, config=retries).get_conn()
-    return Store(s3, Layout(config.staging_bucket, config.staging_prefix))
 
 
 _out = sys.stdout  # the commands' own output; everything else (Airflow's logs) goes to stderr
@@ -165,53 +85,11 @@ def _set_log_level(verbose: bool) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from acc_buildpass import operations as ops
-    from acc_buildpass.config import PipelineConfig
-    from acc_buildpass.errors import ConfigError
+    from acc_buildpass import commands
 
-    findings: list[ops.Finding] = []
     _use_metadata_db()
-    config: PipelineConfig | None = None
-    try:
-        config = load_config()
-        findings.append(ops.Finding(ops.OK, "Variable acc_buildpass_config", f"{len(config.projects)} mapping(s)"))
-    except ConfigError as exc:
-        findings.append(ops.problem("Variable acc_buildpass_config", str(exc)))
-    acc_conn = config.acc_conn_id if config else PipelineConfig.acc_conn_id
-    bp_conn = config.buildpass_conn_id if config else PipelineConfig.buildpass_conn_id
-
-    def client(build: Callable[[], Any], subject: str, sign_in: Callable[[Any], list[ops.Finding]]) -> Any:
-        try:
-            made = build()
-        except ConfigError as exc:
-            findings.append(ops.problem(subject, str(exc)))
-            return None
-        results = sign_in(made)
-        findings.extend(results)
-        return None if any(f.problem for f in results) else made
-
-    acc = client(
-        lambda: build_acc(config, acc_conn, quick=True),
-        f"ACC connection {acc_conn}",
-        lambda c: ops.check_acc_sign_in(c, acc_conn),
-    )
-    buildpass = client(
-        lambda: build_buildpass(config, bp_conn, quick=True),
-        f"BuildPass connection {bp_conn}",
-        lambda c: ops.check_buildpass_sign_in(c, bp_conn),
-    )
-    if config is not None:
-        try:
-            store = build_store(config, quick=True)
-        except ConfigError as exc:
-            findings.append(ops.problem(f"staging connection {config.staging_conn_id}", str(exc)))
-        else:
-            findings.extend(ops.check_staging(store, config.staging_conn_id))
-        findings.extend(ops.check_mappings(acc, buildpass, config))
-    else:
-        findings.append(ops.Finding(ops.SKIP, "staging bucket and project mappings", "not checked: no valid Variable"))
     pool = args.pool or os.environ.get("ACC_BUILDPASS_POOL") or DEFAULT_POOL
-    findings.append(ops.check_pool(pool, _pool_exists))  # when the DB is down, this names its error once
+    findings = commands.check(pool, _pool_exists)
     for finding in findings:
         emit(finding.line())
     problems = sum(f.problem for f in findings)
@@ -220,25 +98,27 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from acc_buildpass import commands
     from acc_buildpass import operations as ops
 
     window = _window(args)
     _use_metadata_db()
-    config = load_config()
-    acc = build_acc(config, config.acc_conn_id)
-    store = build_store(config)
-    every = args.progress_pages
-
-    def progress(mapping: Any, pages: int, records: int) -> None:
-        if every and pages % every == 0:
-            print(f"plan: {mapping.acc_project_id}: {pages} pages, {records} records listed", file=sys.stderr)
-
-    plans = ops.plan(acc, store, config, window, progress)
+    with _progress("plan", every=args.progress_pages) as progress:
+        _, plans = commands.plan(window, args.project, progress)
     if args.json:
         emit(json.dumps(ops.plan_json(window, plans), indent=1))
     else:
         emit(ops.render_plan(window, plans))
     return EXIT_OK
+
+
+def _progress(prefix: str, every: int = 1) -> Any:
+    """A bar on stderr when it is a terminal, else a line every ``every`` steps (0: none)."""
+    from acc_buildpass.progress import Progress
+
+    if every == 0:
+        return contextlib.nullcontext(None)
+    return Progress(prefix, stream=sys.stderr, every=every)
 
 
 def _window(args: argparse.Namespace) -> Any:
@@ -251,22 +131,14 @@ def _window(args: argparse.Namespace) -> Any:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from acc_buildpass import commands
     from acc_buildpass import operations as ops
 
     window = _window(args)
     _use_metadata_db()
-    config = load_config()
-    acc = build_acc(config, config.acc_conn_id)
-    buildpass = build_buildpass(config, config.buildpass_conn_id)
-    store = build_store(config)
-
-    def progress(line: str) -> None:
-        print(f"replay: {line}", file=sys.stderr)
-
-    result = ops.replay(acc, buildpass, store, config, window, progress)
-    print(
-        f"replay: report written to s3://{store.bucket}/{store.layout.replay_report(window, 'json')}", file=sys.stderr
-    )
+    with _progress("replay") as progress:
+        result, written = commands.replay(window, args.project, progress)
+    print(f"replay: report written to {written}", file=sys.stderr)
     if args.json:
         emit(json.dumps(result, indent=1))
     else:
@@ -424,7 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative,
         default=10,
         metavar="N",
-        help="a progress line on stderr every N pages of 50 (0: none; default 10)",
+        help="progress on stderr: a bar on a terminal, else a line every N pages of 50 (0: none; default 10)",
+    )
+    plan.add_argument(
+        "--project", action="append", metavar="ACC_PROJECT_ID", help="only this mapped ACC project (repeatable)"
     )
     plan.set_defaults(func=cmd_plan)
 
@@ -458,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--end", required=True, help="window end, ISO 8601 (exclusive)")
     replay.add_argument("--json", action="store_true", help="machine-readable output")
+    replay.add_argument(
+        "--project",
+        action="append",
+        metavar="ACC_PROJECT_ID",
+        help="only the failures of this mapped ACC project (repeatable)",
+    )
     replay.set_defaults(func=cmd_replay)
 
     follow = sub.add_parser(

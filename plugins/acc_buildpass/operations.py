@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +32,7 @@ from acc_buildpass.pipeline.extract import (
 from acc_buildpass.pipeline.publish import publish_batch
 from acc_buildpass.pipeline.stage import stage_batch
 from acc_buildpass.records import AccPhoto, Window, format_time, valid_id
-from acc_buildpass.storage import Store
+from acc_buildpass.storage import Layout, Store
 
 OK, PROBLEM, SKIP = "OK", "PROBLEM", "SKIP"
 POOL_HINT = '"BuildPass: 100 requests / 10 s per IP"'
@@ -306,6 +306,12 @@ def plan_json(window: Window, plans: list[ProjectPlan]) -> dict[str, Any]:
     }
 
 
+def plan_report_key(layout: Layout, window: Window) -> str:
+    """Where the DAG ``acc_buildpass_operations`` writes a plan: beside the window's report, so the
+    run's Copy report tab finds it (the command line writes nothing)."""
+    return layout.window_key(window, "plan.json")
+
+
 def human_bytes(count: int) -> str:
     value = float(count)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -474,6 +480,7 @@ def render_projects(
 
 REPLAY_BATCH_BASE = 90000  # replay batches' outcomes sit beside the DAG's, never on its indexes
 FETCH_CHUNK = 50  # ids per photos_by_id call
+ReplayProgress = Callable[[int, int, str], None]  # (photos done, photos to replay, what is under way)
 
 # What came of one photo the window's report lists as failed.
 CREATED, PRESENT, STILL_FAILED, DELETED, SKIPPED, NOT_REPLAYABLE = (
@@ -554,7 +561,9 @@ def replay(
     store: Store,
     config: PipelineConfig,
     window: Window,
-    progress: Callable[[str], None] | None = None,
+    progress: ReplayProgress | None = None,
+    *,
+    only: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Retry exactly the photos the window's report lists as failed, and report what came of each.
 
@@ -565,6 +574,9 @@ def replay(
     once: a photo already there is reported ``present`` and neither downloaded nor sent again.
     The result is written to ``report-replay.json`` beside the window's report (which is left
     as the DAG wrote it).
+
+    :param progress: called before each batch with (photos done, photos to replay, the batch)
+    :param only: the ACC projects whose failures to replay (the others are left as they are)
 
     :raises ConfigError: no report for the window (run the DAG for it first), the bucket is not
         usable, or a mapped project does not exist on either side
@@ -584,7 +596,7 @@ def replay(
     for row in source["projects"]:
         project = str(row.get("acc_project_id") or "")
         failed = [f for f in row.get("failed") or [] if isinstance(f, dict)]
-        if not failed:
+        if not failed or (only is not None and project not in only):
             continue
         mapping = mappings.get(project)
         was: dict[str, str] = {}
@@ -639,6 +651,7 @@ def replay(
             work.append((mapping, todo, was))
 
     index = REPLAY_BATCH_BASE
+    total, done = sum(len(todo) for _, todo, _ in work), 0
     for mapping, todo, was in work:
         folder = resolve_folder(buildpass, mapping, config.folder_name)
         groups = [todo[i : i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
@@ -659,8 +672,9 @@ def replay(
             )
             index += 1
             if progress is not None:
-                progress(f"{batch.label}: {len(group)} photo(s)")
+                progress(done, total, f"{batch.label}: {len(group)} photo(s)")
             entries += _replay_batch(acc, buildpass, store, config, batch, was)
+            done += len(group)
 
     counts = Counter(e.status for e in entries)
     result = {
@@ -668,6 +682,7 @@ def replay(
         "replayed_at": format_time(datetime.now(UTC)),
         "source_report": {"key": source_key, "run_id": source.get("run_id")},
         "publish_mode": config.publish_mode,
+        "only_projects": sorted(only) if only is not None else None,
         "photos": [e.as_dict() for e in entries],
         "totals": {status: counts.get(status, 0) for status in REPLAY_STATUSES},
     }

@@ -15,8 +15,9 @@ staged in object storage, then created in the mapped BuildPass project, exactly 
   (extra: the bucket, manifest keys, report key and totals) for downstream DAGs.
 
 Configuration: Variable `acc_buildpass_config`; connections `acc_default`, `buildpass_default`,
-`acc_buildpass_staging`. Trigger with `{"window_start": "...", "window_end": "..."}` to copy
-any window by hand. See the README.
+`acc_buildpass_staging`. To copy any window by hand, **Trigger** with the form's window start and
+end (or the conf `{"window_start": "...", "window_end": "..."}`); left empty, a run copies its
+data interval. See the README.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
+from acc_buildpass.params import window_bound
 from airflow.sdk import Asset, dag, get_current_context, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
@@ -45,6 +47,13 @@ MANIFEST = Asset("acc_buildpass_manifest")
     max_active_runs=4,
     doc_md=__doc__,
     tags=["acc", "buildpass", "photos"],
+    # Scheduled runs keep these empty and copy their data interval.
+    params={
+        "window_start": window_bound(
+            "Window start", "Copy the photos created at or after this time. Empty: the run's data interval."
+        ),
+        "window_end": window_bound("Window end", "Copy the photos created before this time. Empty: as above."),
+    },
     default_args={
         "owner": "acc-buildpass",
         "retries": 3,

@@ -19,9 +19,11 @@ from acc_buildpass.pipeline import publish as publish_step
 from acc_buildpass.pipeline import report as report_step
 from acc_buildpass.pipeline import stage as stage_step
 from acc_buildpass.pipeline.batches import Batch
+from acc_buildpass.records import Window
 from acc_buildpass.storage import Layout, Store
 
 log = logging.getLogger(__name__)
+WINDOW_KEYS = ("window_start", "window_end")
 T = TypeVar("T", bound=Callable[..., Any])
 
 
@@ -95,15 +97,23 @@ def _buildpass(config: PipelineConfig) -> Any:
     return BuildPassHook(config.buildpass_conn_id, policy=config.retry).get_conn()
 
 
+def run_window(context: Any) -> Window:
+    """The run's window: ``window_start``/``window_end`` from the trigger form (DAG params) or the
+    run conf (the conf wins, whatever ``dag_run_conf_overrides_params`` says), else the run's data
+    interval (scheduled runs, and manual runs that leave both empty).
+
+    :raises ConfigError: only one bound given, or a bad window
+    """
+    given = {k: v for k, v in (context.get("params") or {}).items() if k in WINDOW_KEYS}
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    given.update({k: v for k, v in conf.items() if k in WINDOW_KEYS})
+    return resolve_window(given, context.get("data_interval_start"), context.get("data_interval_end"))
+
+
 @final_on_config_error
 def extract(context: Any) -> list[dict[str, Any]]:
     config = load_config()
-    dag_run = context.get("dag_run")
-    window = resolve_window(
-        getattr(dag_run, "conf", None) or {},
-        context.get("data_interval_start"),
-        context.get("data_interval_end"),
-    )
+    window = run_window(context)
     log.info("Copying photos created in [%s, %s)", window.start.isoformat(), window.end.isoformat())
     batches = extract_step.extract(_acc(config), _buildpass(config), _store(config), config, window)
     return [b.to_xcom() for b in batches]
@@ -139,10 +149,7 @@ def report(raw_batches: list[dict[str, Any]] | None, context: Any, manifest: Any
         raise CopyFailed("extraction did not finish, nothing was copied: see the extract task's log")
     config = load_config()
     batches = [Batch.from_xcom(b) for b in raw_batches]
-    dag_run = context.get("dag_run")
-    window = resolve_window(
-        getattr(dag_run, "conf", None) or {}, context.get("data_interval_start"), context.get("data_interval_end")
-    )
+    window = run_window(context)
     store = _store(config)
     result = report_step.build(store, config, window, batches, run_id=context.get("run_id"))
     log.info(
@@ -164,6 +171,109 @@ def report(raw_batches: list[dict[str, Any]] | None, context: Any, manifest: Any
         shown = "; ".join(failed[:20]) + (f"; and {len(failed) - 20} more" if len(failed) > 20 else "")
         raise CopyFailed(f"{len(failed)} photo(s) could not be copied: {shown}")
     return result["totals"]
+
+
+# -- the DAG acc_buildpass_operations: what `acc-buildpass check | plan | replay` does, from a form --
+
+
+@final_on_config_error
+def operate(context: Any) -> dict[str, Any]:
+    """Run the action the run's params ask for, through the same functions as ``acc-buildpass``.
+
+    Logs the table the command prints; returns a summary (counts and object keys, never a
+    secret); fails, without a retry, when check finds a problem or replay leaves photos failed.
+    A plan is also written beside the window's report, where the run's Copy report tab shows it.
+    """
+    from acc_buildpass.params import ACTIONS, DEFAULT_ACTION
+
+    params = context.get("params") or {}
+    action = params.get("action") or DEFAULT_ACTION
+    if action not in ACTIONS:
+        raise ConfigError(f"param 'action' must be one of {', '.join(ACTIONS)}, not {action!r}")
+    projects = [str(p).strip() for p in params.get("projects") or () if str(p).strip()] or None
+    if action == "check":
+        return _operate_check()
+    window = _operation_window(params, action)
+    log.info("%s of the photos created in [%s, %s)", action, window.start.isoformat(), window.end.isoformat())
+    if action == "plan":
+        return _operate_plan(window, projects, context.get("run_id"))
+    return _operate_replay(window, projects)
+
+
+def _operation_window(params: Any, action: str) -> Window:
+    from acc_buildpass.records import parse_time
+
+    start, end = params.get("window_start"), params.get("window_end")
+    if not start or not end:
+        raise ConfigError(f"{action} needs a window: give both 'window_start' and 'window_end' (ISO 8601)")
+    try:
+        return Window(parse_time(start), parse_time(end))
+    except ValueError as exc:
+        raise ConfigError(f"invalid window: {exc}; give ISO 8601 'window_start' < 'window_end'") from None
+
+
+def _pool_lookup_in_task(pool: str) -> Callable[[str], bool] | None:
+    """Airflow 3 keeps task processes away from the metadata DB: where the pool cannot be read,
+    check skips it rather than report the DB down."""
+    from acc_buildpass import commands
+
+    try:
+        exists = commands.pool_exists(pool)
+    except Exception as exc:
+        log.info("pool %s not readable from this task (%s): skipped", pool, type(exc).__name__)
+        return None
+    return lambda _: exists
+
+
+def _operate_check() -> dict[str, Any]:
+    import os
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from acc_buildpass import commands
+
+    pool = os.environ.get("ACC_BUILDPASS_POOL") or commands.DEFAULT_POOL
+    findings = commands.check(pool, _pool_lookup_in_task(pool))
+    problems = [f.line() for f in findings if f.problem]
+    log.info(
+        "Check:\n%s\n%s",
+        "\n".join(f.line() for f in findings),
+        f"{len(problems)} problem(s) found" if problems else "All checks passed",
+    )
+    if problems:
+        raise AirflowFailException(f"{len(problems)} problem(s) found: " + "; ".join(problems))
+    return {"action": "check", "checks": len(findings), "problems": 0}
+
+
+def _operate_plan(window: Window, projects: list[str] | None, run_id: str | None) -> dict[str, Any]:
+    from acc_buildpass import commands
+    from acc_buildpass import operations as ops
+    from acc_buildpass.progress import Progress
+
+    store, plans = commands.plan(window, projects, Progress("plan", write_line=log.info, every=10))
+    data = ops.plan_json(window, plans)
+    key = ops.plan_report_key(store.layout, window)
+    store.put_json(key, {**data, "run_id": run_id})
+    log.info("Plan (s3://%s/%s):\n%s", store.bucket, key, ops.render_plan(window, plans))
+    return {"action": "plan", "window": data["window"], "totals": data["totals"], "plan": key}
+
+
+def _operate_replay(window: Window, projects: list[str] | None) -> dict[str, Any]:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from acc_buildpass import commands
+    from acc_buildpass import operations as ops
+    from acc_buildpass.progress import Progress
+
+    result, written = commands.replay(window, projects, Progress("replay", write_line=log.info))
+    log.info("Replay (%s):\n%s", written, ops.render_replay(result))
+    if not ops.replay_ok(result):
+        totals = result["totals"]
+        raise AirflowFailException(
+            f"replay of window {window.id}: {totals[ops.STILL_FAILED]} photo(s) still failed, "
+            f"{totals[ops.NOT_REPLAYABLE]} report entr(ies) not replayable; see the table above"
+        )
+    return {"action": "replay", "window": result["window"], "totals": result["totals"], "report": written}
 
 
 class EditsNotFollowed(Exception):

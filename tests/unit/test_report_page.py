@@ -9,6 +9,8 @@ from html.parser import HTMLParser
 from importlib.metadata import entry_points
 from typing import Any
 
+import pytest
+from acc_buildpass.params import OPERATIONS_DAG_ID
 from acc_buildpass.ui.report_view import DAG_ID, Located, render
 
 HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>&amp;'
@@ -162,3 +164,83 @@ def test_loading_the_plugin_imports_no_web_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+# -- runs of the operations DAG: a plan, a replay ------------------------------------------------
+
+
+def a_plan(**overrides: Any) -> dict[str, Any]:
+    """A plan as the operations DAG writes it (``operations.plan_json`` and the run id)."""
+    project = {
+        "acc_project_id": "p-one",
+        "builder_id": "buil_a",
+        "buildpass_project_id": "proj_a",
+        "found": 12,
+        "eligible": 9,
+        "to_copy": 6,
+        "to_copy_bytes": 6_000_000,
+        "to_copy_unknown_size": 0,
+        "already_in_buildpass": 3,
+        "skipped": 3,
+        "skipped_reasons": {"deleted in ACC": 2, "mediaType VIDEO not copied": 1},
+        "will_fail": 0,
+        "will_fail_reasons": {},
+    }
+    return {
+        "window": {"start": "2026-03-01T00:00:00Z", "end": "2026-03-02T00:00:00Z", "id": "w"},
+        "dry_run": True,
+        "projects": [project],
+        "totals": {k: v for k, v in project.items() if isinstance(v, int)},
+        "run_id": "run-1",
+        **overrides,
+    }
+
+
+def test_a_plan_run_shows_its_counts_per_project_and_why_photos_are_not_copied() -> None:
+    html = render(OPERATIONS_DAG_ID, "run-1", "success", Located("s3://b/k/plan.json", report=a_plan()))
+    tables = Tables(html).tables
+    header, row, total = tables["plan"]
+    assert header[:4] == ["ACC project", "BuildPass", "found", "to copy"] and "already in BuildPass" in header
+    assert row == ["p-one", "buil_a/proj_a", "12", "6", "5.7 MiB", "3", "3", "0"]
+    assert total[2:] == row[2:]
+    assert tables["reasons"][1:] == [
+        ["p-one", "skipped", "deleted in ACC", "2"],
+        ["p-one", "skipped", "mediaType VIDEO not copied", "1"],
+    ]
+    assert "6 photo(s) to copy, 3 already in BuildPass" in html and "nothing was staged" in html
+    assert 'id="superseded"' not in html
+    later = render(OPERATIONS_DAG_ID, "run-1", "success", Located("", report=a_plan(run_id="run-2")))
+    assert re.search(r'id="superseded">[^<]*by run run-2', later)
+
+
+def test_a_replay_run_shows_what_came_of_each_photo() -> None:
+    result = {
+        "window": {"start": "2026-03-01T00:00:00Z", "end": "2026-03-02T00:00:00Z", "id": "w"},
+        "replayed_at": "2026-03-03T10:00:00Z",
+        "photos": [
+            {"acc_project_id": "p-one", "photo_id": "ph-1", "status": "created", "reason": ""},
+            {"acc_project_id": "p-one", "photo_id": HOSTILE, "status": "failed", "reason": HOSTILE},
+        ],
+        "totals": {"created": 1, "present": 0, "failed": 1, "deleted": 0, "skipped": 0, "not_replayable": 0},
+    }
+    html = render(OPERATIONS_DAG_ID, "run-1", "failed", Located("s3://b/k/report-replay.json", report=result))
+    parsed = Tables(html)
+    assert parsed.tables["photos"][1:] == [["p-one", "ph-1", "created", ""], ["p-one", HOSTILE, "failed", HOSTILE]]
+    assert "script" not in parsed.tags and "<img" not in html
+    assert re.search(r'class="bad" id="verdict">1 photo\(s\) or entries still not copied', html)
+    assert "1 created, 0 present, 1 failed" in html
+
+
+def test_an_operations_run_finds_its_report_by_action(monkeypatch: pytest.MonkeyPatch) -> None:
+    from acc_buildpass.ui.report_view import locate_operation
+
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_ACC_BUILDPASS_CONFIG",
+        '{"staging_bucket": "staging", "projects": [{"acc_project_id": "p", "builder_id": "b", '
+        '"buildpass_project_id": "x"}]}',
+    )
+    check = locate_operation({"action": "check"})
+    assert check.report is None and "log of the task operate" in (check.problem or "")
+    assert "log of the task operate" in (locate_operation({}).problem or "")  # the form's default: check
+    no_window = locate_operation({"action": "plan"})
+    assert no_window.report is None and "no window in the run conf" in (no_window.problem or "")

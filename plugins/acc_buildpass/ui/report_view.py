@@ -4,13 +4,16 @@
 runs (Airflow's own rule and auth manager: the JWT of the UI's session cookie, or a bearer
 token). The page reads ``report.json`` where the run's report task wrote it: the bucket and
 prefix of the Variable ``acc_buildpass_config``, the window of the run's conf or data interval.
-Every value is escaped (photo titles and API messages are not ours to trust) and the page
-loads nothing: no script, no style sheet, no image.
+Runs of ``acc_buildpass_operations`` show what their action wrote for the window of their conf:
+a plan (``plan.json``) or a replay (``report-replay.json``). Every value is escaped (photo titles
+and API messages are not ours to trust) and the page loads nothing: no script, no style sheet,
+no image.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -25,6 +28,8 @@ from sqlalchemy import select
 
 from acc_buildpass.config import VARIABLE, PipelineConfig, resolve_window
 from acc_buildpass.errors import ConfigError
+from acc_buildpass.params import DEFAULT_ACTION, OPERATIONS_DAG_ID
+from acc_buildpass.records import Window
 from acc_buildpass.storage import Layout, Store
 
 DAG_ID = "acc_to_buildpass_photos"  # the tab shows on every DAG's runs: only this one's have a report
@@ -78,8 +83,14 @@ def report_page(dag_id: str, run_id: str, session: SessionDep) -> HTMLResponse:
     run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
     if run is None:
         return _html(page("Run not found", _p("bad", f"No run {run_id} of {dag_id}.", "problem")), status=404)
-    if dag_id != DAG_ID:
-        located = Located("", problem=f"This tab shows the copy report of {DAG_ID} runs; {dag_id} has none.")
+    if dag_id == OPERATIONS_DAG_ID:
+        located = locate_operation(run.conf)
+        if located.report is None and run.state in ("queued", "running"):
+            located.problem = "The run is not finished: its task writes what it found when it ends."
+    elif dag_id != DAG_ID:
+        located = Located(
+            "", problem=f"This tab shows the reports of {DAG_ID} and {OPERATIONS_DAG_ID} runs; {dag_id} has none."
+        )
     else:
         located = locate(run.conf, run.data_interval_start, run.data_interval_end)
         if located.report is None and run.state in ("queued", "running"):
@@ -89,6 +100,23 @@ def report_page(dag_id: str, run_id: str, session: SessionDep) -> HTMLResponse:
 
 def locate(conf: Any, interval_start: Any, interval_end: Any) -> Located:
     """Read the report of the window the run copied (the same window its tasks resolved)."""
+    return _read(conf, interval_start, interval_end, lambda layout, window: layout.report(window, "json"))
+
+
+def locate_operation(conf: Any) -> Located:
+    """Read what a run of the operations DAG wrote: its plan, or its replay's result."""
+    from acc_buildpass.operations import plan_report_key
+
+    conf = conf if isinstance(conf, dict) else {}
+    action = conf.get("action") or DEFAULT_ACTION
+    if action == "plan":
+        return _read(conf, None, None, plan_report_key)
+    if action == "replay":
+        return _read(conf, None, None, lambda layout, window: layout.replay_report(window, "json"))
+    return Located("", problem=f"A {action} writes no report: its findings are in the log of the task operate.")
+
+
+def _read(conf: Any, interval_start: Any, interval_end: Any, key_of: Callable[[Layout, Window], str]) -> Located:
     from airflow.models.variable import Variable
 
     raw = Variable.get(VARIABLE, default_var=None)
@@ -100,7 +128,7 @@ def locate(conf: Any, interval_start: Any, interval_end: Any) -> Located:
     except (ConfigError, ValueError) as exc:
         return Located("", problem=f"This run has no report: {exc}")
     layout = Layout(config.staging_bucket, config.staging_prefix)
-    key = layout.report(window, "json")
+    key = key_of(layout, window)
     where = f"s3://{config.staging_bucket}/{key}"
     try:
         report = _store(config, layout).get_json(key)
@@ -173,6 +201,10 @@ def render(dag_id: str, run_id: str, state: str, located: Located) -> str:
     report = located.report
     if report is None:
         return page(title, "".join([*body, _p("bad", located.problem or "", "problem")]))
+    if report.get("dry_run"):  # a plan of the operations DAG
+        return page("ACC → BuildPass plan", "".join(body) + render_plan(report, run_id))
+    if "replayed_at" in report:  # a replay of the operations DAG
+        return page("ACC → BuildPass replay", "".join(body) + render_replay(report))
 
     window, totals, projects = report.get("window", {}), report.get("totals", {}), report.get("projects", [])
     body.append(
@@ -210,3 +242,96 @@ def render(dag_id: str, run_id: str, state: str, located: Located) -> str:
         body.append("<h2>Skipped, and why</h2>")
         body.append(_table("skipped", ["ACC project", "reason", "photos"], skipped))
     return page(title, "".join(body))
+
+
+PLAN_COLUMNS = (
+    ("found", "found"),
+    ("to_copy", "to copy"),
+    ("to_copy_bytes", "bytes to copy"),
+    ("already_in_buildpass", "already in BuildPass"),
+    ("skipped", "skipped"),
+    ("will_fail", "will fail"),
+)
+
+
+def _plan_cell(counts: dict[str, Any], key: str) -> int | str:
+    from acc_buildpass.operations import human_bytes
+
+    return human_bytes(_count(counts.get(key))) if key == "to_copy_bytes" else _count(counts.get(key))
+
+
+def render_plan(plan: dict[str, Any], run_id: str) -> str:
+    """A dry run (``operations.plan_json`` plus the run id), as the command's table shows it."""
+    window, projects, totals = plan.get("window", {}), plan.get("projects", []), plan.get("totals", {})
+    body = [
+        "<h2>Plan: a dry run of the window</h2>",
+        _p(
+            "meta",
+            f"Dry run for photos created in [{window.get('start')}, {window.get('end')}): "
+            "nothing was staged, created or written.",
+        ),
+    ]
+    if plan.get("run_id") not in (None, run_id):
+        body.append(
+            _p(
+                "warn",
+                f"The window was planned again since, by run {plan['run_id']}: this is the latest plan.",
+                "superseded",
+            )
+        )
+    body.append(
+        _p(
+            "ok",
+            f"{_count(totals.get('to_copy'))} photo(s) to copy, "
+            f"{_count(totals.get('already_in_buildpass'))} already in BuildPass.",
+            "verdict",
+        )
+    )
+    body.append(
+        _table(
+            "plan",
+            ["ACC project", "BuildPass"] + [label for _, label in PLAN_COLUMNS],
+            [
+                [p.get("acc_project_id"), f"{p.get('builder_id')}/{p.get('buildpass_project_id')}"]
+                + [_plan_cell(p, key) for key, _ in PLAN_COLUMNS]
+                for p in projects
+            ],
+            total=["Total", ""] + [_plan_cell(totals, key) for key, _ in PLAN_COLUMNS],
+        )
+    )
+    reasons = [
+        [p.get("acc_project_id"), verb, reason, _count(n)]
+        for p in projects
+        for kind, verb in (("skipped_reasons", "skipped"), ("will_fail_reasons", "will fail"))
+        for reason, n in sorted((p.get(kind) or {}).items())
+    ]
+    if reasons:
+        body.append("<h2>Not copied, and why</h2>")
+        body.append(_table("reasons", ["ACC project", "", "reason", "photos"], reasons))
+    return "".join(body)
+
+
+def render_replay(result: dict[str, Any]) -> str:
+    """A replay's result (``report-replay.json``): what came of each photo the report listed as failed."""
+    window, totals, photos = result.get("window", {}), result.get("totals", {}), result.get("photos", [])
+    body = [
+        "<h2>Replay of the window's failed photos</h2>",
+        _p(
+            "meta",
+            f"Replay of the failed photos of [{window.get('start')}, {window.get('end')}) "
+            f"at {result.get('replayed_at')}.",
+        ),
+    ]
+    still = _count(totals.get("failed")) + _count(totals.get("not_replayable"))
+    verdict = f"{still} photo(s) or entries still not copied." if still else "Nothing is left failing."
+    body.append(_p("bad" if still else "ok", verdict, "verdict"))
+    body.append(_p("meta", ", ".join(f"{_count(n)} {str(status).replace('_', ' ')}" for status, n in totals.items())))
+    if photos:
+        body.append(
+            _table(
+                "photos",
+                ["ACC project", "photo", "now", "reason"],
+                [[p.get("acc_project_id"), p.get("photo_id"), p.get("status"), p.get("reason")] for p in photos],
+            )
+        )
+    return "".join(body)

@@ -1,0 +1,81 @@
+"""
+### Operate the ACC → BuildPass copy: check, plan, replay
+
+The command line's `acc-buildpass check | plan | replay`, from a form: **Trigger** this DAG,
+pick the action and the window. Same configuration as `acc_to_buildpass_photos` (Variable
+`acc_buildpass_config`, connections `acc_default`, `buildpass_default`, `acc_buildpass_staging`).
+
+- **check**: sign-ins (the ACC refresh token spent at most once), the staging bucket, every
+  mapped project on both sides. One log line per check; the run fails when any problem is found.
+- **plan**: dry run of the window: per project, photos and bytes to copy, already in BuildPass,
+  skipped and why. Nothing is staged or created. The plan is the run's **Copy report** tab.
+- **replay**: retries exactly the photos the window's report lists as failed, exactly once, and
+  fails while any still fails. Its result is the run's **Copy report** tab too.
+
+The task logs the table the command prints and returns a summary (counts and object keys) as
+its XCom. Never retried: a check or a plan is cheap to trigger again, a replay is.
+
+    airflow dags trigger acc_buildpass_operations \\
+      --conf '{"action": "plan", "window_start": "2026-03-01T00:00:00Z", "window_end": "2026-03-02T00:00:00Z"}'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from acc_buildpass.params import ACTIONS, DEFAULT_ACTION, OPERATIONS_DAG_ID, window_bound
+from airflow.sdk import Param, dag, get_current_context, task
+
+WINDOW = "Window (plan and replay)"
+
+
+@dag(
+    dag_id=OPERATIONS_DAG_ID,
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    doc_md=__doc__,
+    tags=["acc", "buildpass", "operations"],
+    default_args={"owner": "acc-buildpass", "retries": 0},
+    params={
+        "action": Param(
+            DEFAULT_ACTION,
+            type="string",
+            enum=list(ACTIONS),
+            values_display={
+                "check": "Check: connections, bucket, project mappings",
+                "plan": "Plan: dry run of a window (nothing copied)",
+                "replay": "Replay: retry a window's failed photos",
+            },
+            title="Action",
+            description="What to run. Plan and replay need the window below; check ignores it.",
+        ),
+        "window_start": window_bound(
+            "Window start", "Photos created at or after this time (UTC when no zone is given).", WINDOW
+        ),
+        "window_end": window_bound(
+            "Window end", "Photos created before this time. For replay: the window exactly as its run had it.", WINDOW
+        ),
+        "projects": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "string", "minLength": 1},
+            uniqueItems=True,
+            title="ACC projects",
+            description="Only these mapped ACC project ids, one a line (plan and replay). Empty: every mapping.",
+            section=WINDOW,
+        ),
+    },
+)
+def acc_buildpass_operations() -> None:
+    from acc_buildpass import tasks
+
+    @task(retries=0)
+    def operate() -> dict[str, Any]:
+        return tasks.operate(get_current_context())
+
+    operate()
+
+
+acc_buildpass_operations()

@@ -1,13 +1,13 @@
-"""``acc-buildpass``: the operator's command line (check, plan, projects, replay).
+"""``acc-buildpass``: the operator's command line (check, plan, projects, replay, follow-edits).
 
 A thin layer: it reads the same configuration as the DAG through Airflow (the Variable
 ``acc_buildpass_config`` and the connections, from ``AIRFLOW_VAR_*``/``AIRFLOW_CONN_*``, a
 secrets backend or the metadata DB), builds the clients with the package's hooks and calls
 :mod:`acc_buildpass.operations`.
 
-Exit codes: 0 all good; 1 problems found (``check``), photos still failed (``replay``) or the
-work failed (an API or storage error); 2 a usage or configuration error (bad arguments, a missing or invalid Variable or
-connection, a file that would be overwritten).
+Exit codes: 0 all good; 1 problems found (``check``), photos still failed (``replay``), a photo not
+updated (``follow-edits``) or the work failed (an API or storage error); 2 a usage or configuration
+error (bad arguments, a missing or invalid Variable or connection, a file that would be overwritten).
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="acc-buildpass",
         description="Operate the ACC → BuildPass photo copy: check the setup, plan a window, discover projects, "
-        "replay a window's failed photos. "
+        "replay a window's failed photos, follow ACC edits of copied photos. "
         "Reads the same configuration as the DAG (Variable acc_buildpass_config, connections acc_default, "
         "buildpass_default, acc_buildpass_staging) through Airflow.",
         epilog="Exit codes: 0 ok; 1 problems found, photos still failed or the work failed; 2 usage or "

@@ -32,7 +32,7 @@ from acc_buildpass.pipeline.extract import (
 from acc_buildpass.pipeline.publish import publish_batch
 from acc_buildpass.pipeline.stage import stage_batch
 from acc_buildpass.records import AccPhoto, Window, format_time, valid_id
-from acc_buildpass.storage import Layout, Store
+from acc_buildpass.storage import Store
 
 OK, PROBLEM, SKIP = "OK", "PROBLEM", "SKIP"
 POOL_HINT = '"BuildPass: 100 requests / 10 s per IP"'
@@ -304,12 +304,6 @@ def plan_json(window: Window, plans: list[ProjectPlan]) -> dict[str, Any]:
         "projects": projects,
         "totals": totals,
     }
-
-
-def plan_report_key(layout: Layout, window: Window) -> str:
-    """Where the DAG ``acc_buildpass_operations`` writes a plan: beside the window's report, so the
-    run's Copy report tab finds it (the command line writes nothing)."""
-    return layout.window_key(window, "plan.json")
 
 
 def human_bytes(count: int) -> str:

@@ -6,7 +6,7 @@ Layout under ``{prefix}/`` (every part an id we validated, never a title):
 - ``windows/{window}/{acc_project_id}/manifest/part-00000.parquet``: eligible photos, in pages
 - ``windows/{window}/{acc_project_id}/extract.json``: counts and what was skipped, and why
 - ``windows/{window}/batches/{batch:05d}/stage.json`` and ``publish.json``: per-photo outcomes
-- ``windows/{window}/report.json`` and ``report.md``
+- ``windows/{window}/report.json`` and ``report.md``; ``plan.json``: a plan from the operations DAG
 - ``windows/{window}/{acc_project_id}/replay/part-00000.parquet`` and ``windows/{window}/report-replay.json``:
   what ``acc-buildpass replay`` retried (its batches are numbered from 90000) and what came of it
 - ``ledger/{builder_id}/{buildpass_project_id}/{photo_id}.json``: a photo is in BuildPass
@@ -77,6 +77,10 @@ class Layout:
 
     def replay_report(self, window: Window, suffix: str) -> str:
         return self.window_key(window, f"report-replay.{suffix}")
+
+    def plan_report(self, window: Window) -> str:
+        """Where the DAG ``acc_buildpass_operations`` writes a plan, for the run's Copy report tab."""
+        return self.window_key(window, "plan.json")
 
     def ledger(self, builder_id: str, buildpass_project_id: str, photo_id: str) -> str:
         return self._key(

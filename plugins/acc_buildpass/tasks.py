@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import resource
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -36,7 +37,7 @@ def final_on_config_error(step: T) -> T:
 
     @functools.wraps(step)
     def run(*args: Any, **kwargs: Any) -> Any:
-        at_start = _rss_mb()
+        at_start, cpu_at_start = _rss_mb(), time.process_time()
         try:
             return step(*args, **kwargs)
         except ConfigError as exc:
@@ -46,6 +47,13 @@ def final_on_config_error(step: T) -> T:
         finally:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             log.info("memory of this task process: %.0f MB when %s began, peak %.0f MB", at_start, step.__name__, peak)
+            cpu = time.process_time()
+            log.info(
+                "CPU of this task process: %.1f s before %s began, %.1f s in it",
+                cpu_at_start,
+                step.__name__,
+                cpu - cpu_at_start,
+            )
 
     return run  # type: ignore[return-value]
 
@@ -252,7 +260,7 @@ def _operate_plan(window: Window, projects: list[str] | None, run_id: str | None
 
     store, plans = commands.plan(window, projects, Progress("plan", write_line=log.info, every=10))
     data = ops.plan_json(window, plans)
-    key = ops.plan_report_key(store.layout, window)
+    key = store.layout.plan_report(window)
     store.put_json(key, {**data, "run_id": run_id})
     log.info("Plan (s3://%s/%s):\n%s", store.bucket, key, ops.render_plan(window, plans))
     return {"action": "plan", "window": data["window"], "totals": data["totals"], "plan": key}

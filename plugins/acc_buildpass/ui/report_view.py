@@ -105,12 +105,10 @@ def locate(conf: Any, interval_start: Any, interval_end: Any) -> Located:
 
 def locate_operation(conf: Any) -> Located:
     """Read what a run of the operations DAG wrote: its plan, or its replay's result."""
-    from acc_buildpass.operations import plan_report_key
-
     conf = conf if isinstance(conf, dict) else {}
     action = conf.get("action") or DEFAULT_ACTION
     if action == "plan":
-        return _read(conf, None, None, plan_report_key)
+        return _read(conf, None, None, lambda layout, window: layout.plan_report(window))
     if action == "replay":
         return _read(conf, None, None, lambda layout, window: layout.replay_report(window, "json"))
     return Located("", problem=f"A {action} writes no report: its findings are in the log of the task operate.")

@@ -1,8 +1,10 @@
 """``make bench``: the real DAG against the emulators and SeaweedFS with realistic latencies.
 
-For each workload, on freshly reset emulators: the pipeline (``airflow dags test``), then the
-straight-line floor (``straight_line.py``, same concurrency, no Airflow, no staging) on the same
-workload, and the ceiling that BuildPass's rate limit implies. Prints one table, writes
+For each workload, on freshly reset emulators: the pipeline (``airflow dags test --use-executor``
+with a LocalExecutor of ``--parallel`` task processes, as a scheduler would run it; ``--parallel 0``
+runs the tasks one after another in the ``dags test`` process), then the straight-line floor
+(``straight_line.py``, the same total concurrency, no Airflow, no staging) on the same workload, and
+the ceiling that BuildPass's rate limit implies. Prints one table, writes
 ``bench/RESULTS.md`` and ``bench/throughput.png``. Ratios within one run, not absolute times:
 these machines are noisy.
 """
@@ -10,6 +12,7 @@ these machines are noisy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -53,10 +56,11 @@ class Result:
     bp: int = 0
     bytes_moved: int = 0
     rss_mb: float | None = None
-    task_seconds: float | None = None
+    busy_seconds: float | None = None  # wall time during which at least one task ran
     threads: int = 4
+    parallel: int = 1
     eligible: int = 0
-    task_rss_mb: dict[str, float] = field(default_factory=dict)
+    task_rss_mb: dict[str, float] = field(default_factory=dict)  # largest task process of each task id
 
     @property
     def rate(self) -> float:
@@ -64,7 +68,7 @@ class Result:
 
     @property
     def overhead(self) -> float | None:
-        return None if self.task_seconds is None else max(0.0, 1 - self.task_seconds / self.seconds)
+        return None if self.busy_seconds is None else max(0.0, 1 - self.busy_seconds / self.seconds)
 
 
 def fresh(stack: Stack, *, bp_limit: bool = True) -> None:
@@ -114,17 +118,32 @@ def stats(stack: Stack) -> tuple[int, int, int]:
     return sum(acc.values()) - downloads, downloads, bp
 
 
-def task_seconds(stack: Stack, since: str) -> float:
+def busy_seconds(stack: Stack, since: str) -> float:
+    """Wall time during which at least one task instance ran (the union of their intervals)."""
     db = sqlite3.connect(stack.root / "airflow" / "airflow.db")
     try:
-        row = db.execute(
-            "SELECT SUM((julianday(end_date) - julianday(start_date)) * 86400) FROM task_instance "
-            "WHERE start_date >= ? AND end_date IS NOT NULL",
+        rows = db.execute(
+            "SELECT julianday(start_date) * 86400, julianday(end_date) * 86400 FROM task_instance "
+            "WHERE start_date >= ? AND end_date IS NOT NULL ORDER BY start_date",
             (since,),
-        ).fetchone()
+        ).fetchall()
     finally:
         db.close()
-    return float(row[0] or 0.0)
+    busy, reach = 0.0, float("-inf")
+    for start, end in rows:
+        if end > reach:
+            busy += end - max(start, reach)
+            reach = end
+    return busy
+
+
+def task_peaks(log: Path) -> dict[str, float]:
+    """Largest resident size of each task's processes, from the line every task logs at its end."""
+    peaks: dict[str, float] = {}
+    text = log.read_text(errors="replace")
+    for step, peak in re.findall(r"memory of this task process: \d+ MB when (\w+) began, peak (\d+) MB", text):
+        peaks[step] = max(peaks.get(step, 0.0), float(peak))
+    return peaks
 
 
 def _measured(command: list[str], env: dict[str, str], log: Path) -> tuple[int, float, float]:
@@ -136,11 +155,21 @@ def _measured(command: list[str], env: dict[str, str], log: Path) -> tuple[int, 
     return os.waitstatus_to_exitcode(status), time.monotonic() - began, usage.ru_maxrss / 1024
 
 
-def run_pipeline(stack: Stack, workload: str, kind: str, config: dict[str, Any], eligible: int, moved: int) -> Result:
+def run_pipeline(
+    stack: Stack,
+    workload: str,
+    kind: str,
+    config: dict[str, Any],
+    eligible: int,
+    moved: int,
+    executor: dict[str, str] | None,
+) -> Result:
     since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     command = stack._dag_command(START.isoformat(), END.isoformat())
-    log = stack.root / f"bench-{workload}-{kind}.log"
-    rc, seconds, rss = _measured(command, stack.env(config), log)
+    if executor:
+        command.append("--use-executor")
+    log = stack.root / f"bench-{workload}-{kind}.log".replace(" ", "_")
+    rc, seconds, rss = _measured(command, {**stack.env(config), **(executor or {})}, log)
     if rc != 0:
         raise SystemExit(f"{workload}: the DAG run failed (exit {rc}); see {log}")
     acc_api, downloads, bp = stats(stack)
@@ -157,48 +186,16 @@ def run_pipeline(stack: Stack, workload: str, kind: str, config: dict[str, Any],
         bp,
         moved if created else 0,
         rss,
-        task_seconds(stack, since),
+        busy_seconds(stack, since),
         config.get("download_threads", 4),
+        int(executor["AIRFLOW__CORE__PARALLELISM"]) if executor else 1,
         eligible=eligible,
+        task_rss_mb=task_peaks(log),
     )
 
 
-def task_processes(stack: Stack, config: dict[str, Any]) -> dict[str, float]:
-    """Peak RSS of one stage and one publish task, each alone in its own process (``airflow tasks test``).
-
-    The staged objects and the ledger are removed first, so both tasks move every byte again.
-    """
-    s3 = stack.s3()
-    prefix = config["staging_prefix"]
-    for part in ("objects", "ledger"):
-        listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"{prefix}/{part}/")
-        for item in listed.get("Contents", []):
-            s3.delete_object(Bucket=stack.bucket, Key=item["Key"])
-    peaks = {}
-    for task in ("batch.stage", "batch.publish"):
-        command = [
-            stack.bin("airflow"),
-            "tasks",
-            "test",
-            "acc_to_buildpass_photos",
-            task,
-            stack.last_logical_date,
-            "--map-index",
-            "0",
-        ]
-        log = stack.root / f"bench-{task}.log"
-        rc, _, rss = _measured(command, stack.env(config), log)
-        if rc != 0:
-            raise SystemExit(f"airflow tasks test {task} failed (exit {rc}); see {log}")
-        peaks[task] = rss
-        # The task's own log line: the process's size when the step began (Airflow, the DAG, imports).
-        began = re.findall(r"memory of this task process: (\d+) MB when", log.read_text(errors="replace"))
-        if began:
-            peaks[f"{task} at start"] = float(began[-1])
-    return peaks
-
-
-def run_floor(stack: Stack, workload: str, project: str, threads: int, eligible: int) -> Result:
+def run_floor(stack: Stack, workload: str, project: str, threads: int, parallel: int, eligible: int) -> Result:
+    """The hand-written loop with the pipeline's concurrency: its task processes times their threads."""
     from acc_buildpass.clients.buildpass import BuildPassClient
 
     bp = BuildPassClient(stack.buildpass_url, *BP_CLIENT)
@@ -212,12 +209,23 @@ def run_floor(stack: Stack, workload: str, project: str, threads: int, eligible:
         straight_line.Target(BUILDER, BP_PROJECT),
         START,
         END,
-        download_threads=threads,
+        download_threads=threads * parallel,
+        upload_threads=PipelineConfig.upload_threads * parallel,
     )
     seconds = time.monotonic() - began
     acc_api, downloads, bp_requests = stats(stack)
     return Result(
-        workload, "floor", "bulk", created, seconds, acc_api, downloads, bp_requests, threads=threads, eligible=eligible
+        workload,
+        "floor",
+        "bulk",
+        created,
+        seconds,
+        acc_api,
+        downloads,
+        bp_requests,
+        threads=threads,
+        parallel=parallel,
+        eligible=eligible,
     )
 
 
@@ -229,10 +237,12 @@ def workload(
     large_mb: int = 200,
     mode: str = "bulk",
     threads: int = 4,
+    executor: dict[str, str] | None = None,
     rerun: bool = False,
     floor: bool = True,
+    label: str = "",
 ) -> list[Result]:
-    name = f"{n}" + (f" + {large} x {large_mb} MB" if large else "") + (f", {threads} threads" if threads != 4 else "")
+    name = f"{n}" + (f" + {large} x {large_mb} MB" if large else "") + label
     project = str(uuid.uuid4())
     config = stack.config(
         [project],
@@ -245,21 +255,21 @@ def workload(
     moved = seed(stack, project, n, large, large_mb)
     eligible = n + large
     print(f"[{name}, {mode}] pipeline ...", flush=True)
-    results = [run_pipeline(stack, name, "pipeline", config, eligible, moved)]
-    print(f"  {results[-1].rate:.1f} photos/s in {results[-1].seconds:.1f} s", flush=True)
-    if large:
-        results[-1].task_rss_mb = task_processes(stack, config)
-        print(f"  task processes: {results[-1].task_rss_mb}", flush=True)
+    results = [run_pipeline(stack, name, "pipeline", config, eligible, moved, executor)]
+    print(
+        f"  {results[-1].rate:.1f} photos/s in {results[-1].seconds:.1f} s; task peaks {results[-1].task_rss_mb}",
+        flush=True,
+    )
     if rerun:
         for server in ("acc", "buildpass"):
             stack.admin(server, "POST", "/_admin/stats/reset")
         print(f"[{name}] re-run of the same window ...", flush=True)
-        results.append(run_pipeline(stack, name, "re-run", config, eligible, 0))
+        results.append(run_pipeline(stack, name, "re-run", config, eligible, 0, executor))
     if floor and mode == "bulk":
         fresh(stack)
         seed(stack, project, n, large, large_mb)
         print(f"[{name}] straight-line floor ...", flush=True)
-        results.append(run_floor(stack, name, project, threads, eligible))
+        results.append(run_floor(stack, name, project, threads, results[0].parallel, eligible))
         print(f"  {results[-1].rate:.1f} photos/s", flush=True)
     return results
 
@@ -272,7 +282,8 @@ def ceiling(mode: str) -> float:
 def table(results: list[Result]) -> list[str]:
     lines = [
         "| workload | mode | run | photos | s | photos/s | vs floor | vs BuildPass ceiling | BuildPass req/photo "
-        "| ACC API req/photo | downloads | MB moved | peak RSS MB (dags test / one task) | Airflow overhead |",
+        "| ACC API req/photo | downloads | MB moved | peak RSS MB: largest task process (its task) / whole run "
+        "| Airflow overhead |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     floors = {(r.workload, r.mode): r for r in results if r.kind == "floor"}
@@ -283,9 +294,8 @@ def table(results: list[Result]) -> list[str]:
         ratio_ceiling = f"{r.rate / ceiling(r.mode):.0%}" if r.kind != "re-run" else ""
         rss = "" if r.rss_mb is None else f"{r.rss_mb:.0f}"
         if r.task_rss_mb:
-            rss += " / " + ", ".join(
-                f"{k.split('.')[-1]} {v:.0f}" for k, v in r.task_rss_mb.items() if "at start" not in k
-            )
+            step, peak = max(r.task_rss_mb.items(), key=lambda item: item[1])
+            rss = f"{peak:.0f} ({step}) / {rss}"
         lines.append(
             f"| {r.workload} | {r.mode} | {r.kind} | {r.photos if r.kind != 're-run' else r.eligible} "
             f"| {r.seconds:.1f} | {r.rate:.1f} | {ratio_floor} | {ratio_ceiling} "
@@ -315,10 +325,10 @@ def plot(results: list[Result], sweep: list[Result], path: Path) -> None:
     left.set_title("Throughput against N (bulk mode)")
     left.legend()
     for kind, marker in (("pipeline", "o"), ("floor", "s")):
-        points = sorted((r.threads, r.rate) for r in sweep if r.kind == kind)
+        points = sorted((r.parallel * r.threads, r.rate) for r in sweep if r.kind == kind)
         if points:
             right.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=kind)
-    right.set_xlabel("download threads per task")
+    right.set_xlabel("download threads in all (task processes x 4)")
     right.set_ylabel("photos / s")
     right.set_title("Throughput against concurrency")
     right.legend()
@@ -331,8 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="200,2000,20000", help="photo counts of the small-photo workloads")
     parser.add_argument("--large", type=int, default=3, help="how many large photos in the large workload")
     parser.add_argument("--large-mb", type=int, default=200)
-    parser.add_argument("--sweep", default="1,2,4,8", help="download threads for the concurrency sweep ('' skips)")
-    parser.add_argument("--sweep-n", type=int, default=1000)
+    parser.add_argument(
+        "--parallel", type=int, default=4, help="task processes at once (LocalExecutor); 0: one after another"
+    )
+    parser.add_argument("--sweep", default="1,2", help="task processes of the concurrency sweep ('' skips)")
+    parser.add_argument("--sweep-n", type=int, default=2000)
     parser.add_argument("--single-n", type=int, default=200, help="photos of the single-create workload (0 skips)")
     parser.add_argument("--out", default=str(HERE))
     parser.add_argument("--dir", default=str(ROOT / ".bench"))
@@ -341,15 +354,22 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     results: list[Result] = []
     sweep: list[Result] = []
-    with Stack.start(Path(args.dir), seed=5) as stack:
+    with Stack.start(Path(args.dir), seed=5) as stack, contextlib.ExitStack() as running:
+        executor = running.enter_context(stack.local_executor(args.parallel)) if args.parallel else None
+
+        def at(parallel: int) -> dict[str, str] | None:
+            return {**executor, "AIRFLOW__CORE__PARALLELISM": str(parallel)} if executor else None
+
         for n in sizes:
-            results += workload(stack, n, rerun=(n == sizes[min(1, len(sizes) - 1)]))
+            results += workload(stack, n, executor=executor, rerun=(n == sizes[min(1, len(sizes) - 1)]))
         if args.large:
-            results += workload(stack, 20, large=args.large, large_mb=args.large_mb, floor=False)
+            results += workload(stack, 20, large=args.large, large_mb=args.large_mb, executor=executor, floor=False)
         if args.single_n:
-            results += workload(stack, args.single_n, mode="single", floor=False)
-        for threads in [int(t) for t in args.sweep.split(",") if t]:
-            sweep += workload(stack, args.sweep_n, threads=threads)
+            results += workload(stack, args.single_n, mode="single", executor=executor, floor=False)
+        for parallel in [int(p) for p in args.sweep.split(",") if p] if executor else []:
+            sweep += workload(stack, args.sweep_n, executor=at(parallel), label=f", {parallel} task processes")
+        if sweep and args.sweep_n in sizes:  # the main table's run at --parallel completes the sweep
+            sweep += [r for r in results if r.eligible == args.sweep_n and r.kind in ("pipeline", "floor")]
     total = time.monotonic() - began
 
     out = Path(args.out)

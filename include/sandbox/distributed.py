@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from sandbox.stack import DAG_ID, ROOT, Stack, _stop, _wait, free_ports
+from sandbox.stack import DAG_ID, ROOT, Stack, _stop, _wait, executor_settings, free_ports
 
 PROJECTS = {
     "5b0c1a52-7d3e-4f61-9a2b-8c4d6e0f1a23": 260,
@@ -144,17 +144,11 @@ class Deployment:
         passwords.write_text(json.dumps({USER: PASSWORD}))
         return {
             **stack.env(config),
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            **executor_settings(self.api_port, "CeleryExecutor", 16, "distributed-run-" + stack.s3_secret[:16]),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://airflow@127.0.0.1:{self.pg_port}/airflow",
             "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://airflow@127.0.0.1:{self.pg_port}/airflow",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
-            "AIRFLOW__CORE__PARALLELISM": "16",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.api_port}",
-            "AIRFLOW__API__PORT": str(self.api_port),
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API_AUTH__JWT_SECRET": "distributed-run-" + stack.s3_secret[:16],
             "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),

@@ -97,6 +97,19 @@ def _stop(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
         proc.wait(10)
 
 
+def executor_settings(api_port: int, executor: str, parallelism: int, jwt_secret: str) -> dict[str, str]:
+    """Airflow settings for task processes that report to an api-server on this machine."""
+    return {
+        "AIRFLOW__CORE__EXECUTOR": executor,
+        "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
+    }
+
+
 @dataclass
 class Stack:
     root: Path
@@ -317,6 +330,38 @@ class Stack:
             ],
             **extra,
         }
+
+    @contextlib.contextmanager
+    def local_executor(self, parallelism: int) -> Iterator[dict[str, str]]:
+        """Task processes in parallel, as under a scheduler: an api-server for LocalExecutor's tasks.
+
+        Yields the settings to add to :meth:`env` so that ``airflow dags test --use-executor`` hands
+        its tasks to a LocalExecutor of ``parallelism`` processes (plain ``dags test`` runs them one
+        after another in its own process). The api-server is stopped on exit.
+        """
+        (port,) = free_ports(1)
+        extra = executor_settings(port, "LocalExecutor", parallelism, "sandbox-" + self.s3_secret[:16])
+        home = Path(self.env()["AIRFLOW_HOME"])
+        with open(home / "api-server.log", "wb") as out:
+            proc = subprocess.Popen(
+                [self.bin("airflow"), "api-server", "--port", str(port), "--host", "127.0.0.1"],
+                env={**self.env(), **extra},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            session = requests.Session()
+            session.trust_env = False
+            _wait(
+                "the api-server",
+                lambda: session.get(f"http://127.0.0.1:{port}/api/v2/version", timeout=5).ok,
+                180,
+                proc,
+            )
+            yield extra
+        finally:
+            _stop(proc, 20)
 
     def _dag_command(self, window_start: str, window_end: str) -> list[str]:
         self._runs += 1

@@ -5,7 +5,8 @@ Layout under ``{prefix}/`` (every part an id we validated, never a title):
 - ``objects/{acc_project_id}/{photo_id}``: staged image bytes, metadata ``sha256`` and ``size``
 - ``windows/{window}/{acc_project_id}/manifest/part-00000.parquet``: eligible photos, in pages
 - ``windows/{window}/{acc_project_id}/extract.json``: counts and what was skipped, and why
-- ``windows/{window}/batches/{batch:05d}/stage.json`` and ``publish.json``: per-photo outcomes
+- ``windows/{window}/batches/{batch:05d}/stage.json`` and ``publish.json``: per-photo outcomes;
+  ``publish-attempt.json``: a publish of that batch has begun before
 - ``windows/{window}/report.json`` and ``report.md``; ``plan.json``: a plan from the operations DAG
 - ``windows/{window}/{acc_project_id}/replay/part-00000.parquet`` and ``windows/{window}/report-replay.json``:
   what ``acc-buildpass replay`` retried (its batches are numbered from 90000) and what came of it
@@ -155,6 +156,13 @@ class Store:
         """True when the ledger says the photo is in BuildPass (not merely being created)."""
         entry = self.get_json(self.layout.ledger(builder_id, buildpass_project_id, photo_id))
         return isinstance(entry, dict) and entry.get("state") == "created"
+
+    def first_attempt(self, marker: str) -> bool:
+        """True the first time a step asks with this marker key (the marker is then written)."""
+        if self.head(marker) is not None:
+            return False
+        self.put_json(marker, {"at": datetime.now(UTC)})
+        return True
 
     def ledger_ids(self, builder_id: str, buildpass_project_id: str) -> set[str]:
         """Photo ids with a ledger entry in that project, any state: a listing, not a read per photo.

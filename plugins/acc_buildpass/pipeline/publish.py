@@ -253,10 +253,18 @@ def publish_batch(bp: BuildPassClient, store: Store, config: PipelineConfig, bat
     ready: list[_Staged] = []
     # skipped, failed and present were settled by the stage step
     candidates = [s for s in (Outcome.from_json(raw) for raw in stage) if s.status == "staged"]
-    with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="check") as pool:
-        recorded = list(
-            pool.map(lambda s: store.published(batch.builder_id, batch.buildpass_project_id, s.photo_id), candidates)
-        )
+    if store.first_attempt(store.layout.batch_outcome(batch.window, batch.index, "publish-attempt")):
+        # The stage step has just read the ledger for these photos; another run copying them at the
+        # same moment is caught by BuildPass's upsert (bulk) or the intent record (single).
+        recorded = [False] * len(candidates)
+    else:
+        # An earlier attempt at this batch may have created some: the ledger says which.
+        with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="check") as pool:
+            recorded = list(
+                pool.map(
+                    lambda s: store.published(batch.builder_id, batch.buildpass_project_id, s.photo_id), candidates
+                )
+            )
     for staged, done in zip(candidates, recorded, strict=True):
         if done:
             outcomes.append(Outcome(staged.photo_id, "present"))

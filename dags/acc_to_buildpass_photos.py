@@ -60,6 +60,10 @@ MANIFEST = Asset("acc_buildpass_manifest")
         "retry_delay": timedelta(seconds=30),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
+        # A staged batch is published before the next batch is staged: photos land while others
+        # download, and the BuildPass-bound step overlaps the ACC-bound one (Airflow's default,
+        # "downstream", would stage every batch first).
+        "weight_rule": "upstream",
     },
 )
 def acc_to_buildpass_photos() -> None:

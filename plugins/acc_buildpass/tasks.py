@@ -25,6 +25,7 @@ from acc_buildpass.storage import Layout, Store
 
 log = logging.getLogger(__name__)
 WINDOW_KEYS = ("window_start", "window_end")
+XCOM_PHOTOS = 100  # photos named in a follow-edits XCom
 T = TypeVar("T", bound=Callable[..., Any])
 
 
@@ -321,4 +322,7 @@ def follow_edits(params: Any) -> dict[str, Any]:
     if failed:
         shown = "; ".join(failed[:20]) + (f"; and {len(failed) - 20} more" if len(failed) > 20 else "")
         raise EditsNotFollowed(f"{len(failed)} photo(s) could not be updated: {shown}")
-    return result
+    # The XCom stays small whatever the number of edits: counts in full, the first photos by name
+    # (the task log above lists them all).
+    listed = result["photos"][:XCOM_PHOTOS]
+    return {**result, "photos": listed, "photos_not_listed": len(result["photos"]) - len(listed)}

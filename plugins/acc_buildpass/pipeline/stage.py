@@ -135,16 +135,15 @@ def stage_photo(acc: AccClient, store: Store, urls: SignedUrls, photo: AccPhoto,
                 raise InvalidPhoto(photo.id, f"file is {sink.size} bytes, ACC's record says {photo.size}")
             spool.seek(0)
             digest = sink.sha256.hexdigest()
-            store.s3.upload_fileobj(
-                spool,
-                store.bucket,
-                key,
-                ExtraArgs={
-                    "ContentType": content_type,
-                    "Metadata": {"sha256": digest, "size": str(sink.size), "acc-photo-id": photo.id},
-                },
-                Config=_TRANSFER,
-            )
+            extra = {
+                "ContentType": content_type,
+                "Metadata": {"sha256": digest, "size": str(sink.size), "acc-photo-id": photo.id},
+            }
+            if sink.size < _TRANSFER.multipart_threshold:
+                # One PUT: boto3's transfer manager starts threads and futures for every file.
+                store.s3.put_object(Bucket=store.bucket, Key=key, Body=spool, ContentLength=sink.size, **extra)
+            else:
+                store.s3.upload_fileobj(spool, store.bucket, key, ExtraArgs=extra, Config=_TRANSFER)
             return Outcome(photo.id, "staged", size=sink.size, sha256=digest, content_type=content_type)
 
     def retryable(exc: BaseException) -> bool:

@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sweep", default="1,2", help="task processes of the concurrency sweep ('' skips)")
     parser.add_argument("--sweep-n", type=int, default=2000)
-    parser.add_argument("--single-n", type=int, default=200, help="photos of the single-create workload (0 skips)")
+    parser.add_argument("--single-n", type=int, default=600, help="photos of the single-create workload (0 skips)")
     parser.add_argument("--out", default=str(HERE))
     parser.add_argument("--dir", default=str(ROOT / ".bench"))
     args = parser.parse_args(argv)
@@ -385,15 +385,18 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Emulators: ACC {ACC_LATENCY_MS} ms a request, downloads at {DOWNLOAD_BANDWIDTH / 1e6:.0f} MB/s each; "
         f"BuildPass {BP_LATENCY_MS} ms a request, rate limit {BP_LIMIT[0]} requests / {BP_LIMIT[1]} s. "
-        "Small photos are 2-20 kB. The pipeline is `airflow dags test` (tasks one after another, "
-        "4 download and 2 upload threads in a task); the floor is `bench/straight_line.py` with the same "
-        "threads, no Airflow and no staging. The ceiling is what BuildPass's rate limit allows at the "
+        "Small photos are 2-20 kB, batches of 500 (the default). The pipeline is `airflow dags test "
+        "--use-executor`: a LocalExecutor runs up to --parallel task processes at once (4 unless the row says "
+        "otherwise), each with 4 download and 2 upload threads, as a scheduler would. The floor is "
+        "`bench/straight_line.py` with the same concurrency in one process (4 x 4 download and 4 x 2 upload "
+        "threads), no Airflow and no staging. The ceiling is what BuildPass's rate limit allows at the "
         f"fewest requests a photo ({MIN_BP_REQUESTS['bulk']:.2f} in bulk mode: {ceiling('bulk'):.0f} photos/s; "
         f"{MIN_BP_REQUESTS['single']:.0f} in single mode: {ceiling('single'):.0f} photos/s).",
         "",
-        "Photos/s counts the whole `airflow dags test` process, Airflow's start-up included. Peak RSS is the",
-        "largest resident size of that process and its children. Airflow overhead is the share of wall time",
-        "outside task execution (start-up, parsing, scheduling between tasks).",
+        "Photos/s counts the whole `airflow dags test` process, Airflow's start-up and shutdown included.",
+        "Peak RSS: the largest task process (each task logs its own peak) / the `dags test` process and",
+        "its children. Airflow overhead is the share of wall time during which no task of the run was running",
+        "(start-up, parsing, scheduling, shutdown).",
         "",
         *lines,
         "",

@@ -652,14 +652,11 @@ def replay(
         for n, group in enumerate(groups, start=1):
             key = store.layout.replay_part(window, mapping.acc_project_id, n - 1)
             store.write_manifest(key, group)
-            batch = Batch(
+            batch = Batch.of(
+                mapping,
+                window,
                 index=index,
                 label=f"replay {mapping.label} {n}/{len(groups)}",
-                window_start=window.start.isoformat(),
-                window_end=window.end.isoformat(),
-                acc_project_id=mapping.acc_project_id,
-                builder_id=mapping.builder_id,
-                buildpass_project_id=mapping.buildpass_project_id,
                 folder_id=folder,
                 parts=(key,),
                 count=len(group),

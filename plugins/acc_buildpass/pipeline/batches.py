@@ -31,6 +31,32 @@ class Batch:
     def mapping(self) -> ProjectMapping:
         return ProjectMapping(self.acc_project_id, self.builder_id, self.buildpass_project_id, self.folder_id)
 
+    @classmethod
+    def of(
+        cls,
+        mapping: ProjectMapping,
+        window: Window,
+        *,
+        index: int,
+        label: str,
+        folder_id: str | None,
+        parts: tuple[str, ...],
+        count: int,
+    ) -> Batch:
+        """A batch of one project mapping's photos in a window."""
+        return cls(
+            index=index,
+            label=label,
+            window_start=window.start.isoformat(),
+            window_end=window.end.isoformat(),
+            acc_project_id=mapping.acc_project_id,
+            builder_id=mapping.builder_id,
+            buildpass_project_id=mapping.buildpass_project_id,
+            folder_id=folder_id,
+            parts=parts,
+            count=count,
+        )
+
     def to_xcom(self) -> dict[str, Any]:
         data = asdict(self)
         data["parts"] = list(self.parts)
@@ -70,14 +96,11 @@ def plan(parts: dict[ProjectMapping, list[tuple[str, int]]], window: Window, max
         groups = [project_parts[i : i + per_batch] for i in range(0, len(project_parts), per_batch)]
         for n, group in enumerate(groups, start=1):
             batches.append(
-                Batch(
+                Batch.of(
+                    mapping,
+                    window,
                     index=len(batches),
                     label=f"{mapping.label} {n}/{len(groups)}",
-                    window_start=window.start.isoformat(),
-                    window_end=window.end.isoformat(),
-                    acc_project_id=mapping.acc_project_id,
-                    builder_id=mapping.builder_id,
-                    buildpass_project_id=mapping.buildpass_project_id,
                     folder_id=mapping.buildpass_folder_id,
                     parts=tuple(key for key, _ in group),
                     count=sum(count for _, count in group),

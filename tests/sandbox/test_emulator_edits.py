@@ -7,9 +7,6 @@ as to every other route. BuildPass documents no DELETE of one photo, so the emul
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import requests
 import sandbox
 from sandbox import images
@@ -20,17 +17,7 @@ BP_CLIENT = ("bp-demo-client", "bp-demo-secret")
 BUILDER, BP_PROJECT = "buil_demo", "proj_demo"
 
 
-@pytest.fixture(scope="module")
-def box() -> Iterator[sandbox.Sandbox]:
-    instance = sandbox.start(seed=11)
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh(box: sandbox.Sandbox) -> None:
-    for url in (box.acc_url, box.buildpass_url):
-        assert requests.post(url + "/_admin/reset", timeout=5).status_code == 200
+SEED = 11  # the sandbox's seed (tests/sandbox/conftest.py)
 
 
 def admin(url: str, path: str, payload: object = None, method: str = "POST") -> requests.Response:

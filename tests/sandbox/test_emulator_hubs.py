@@ -3,7 +3,6 @@ and the ACC client that reads them (SPEC.md, "Data Management")."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +22,7 @@ PROJECTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def box() -> Iterator[sandbox.Sandbox]:
-    instance = sandbox.start(seed=11)
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh(box: sandbox.Sandbox) -> None:
-    assert requests.post(box.acc_url + "/_admin/reset", timeout=5).status_code == 200
+SEED = 11  # the sandbox's seed (tests/sandbox/conftest.py)
 
 
 def admin(box: sandbox.Sandbox, path: str, payload: object = None, method: str = "POST") -> dict:

@@ -29,17 +29,7 @@ BP_PROJECT = "proj_demo"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
 
 
-@pytest.fixture(scope="module")
-def box() -> Iterator[sandbox.Sandbox]:
-    instance = sandbox.start(seed=7)
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh(box: sandbox.Sandbox) -> None:
-    for url in (box.acc_url, box.buildpass_url):
-        assert requests.post(url + "/_admin/reset", timeout=5).status_code == 200
+SEED = 7  # the sandbox's seed (tests/sandbox/conftest.py)
 
 
 # -- helpers -----------------------------------------------------------------------------------

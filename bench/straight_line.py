@@ -19,7 +19,7 @@ import requests
 from acc_buildpass.clients.buildpass import BuildPassClient
 from acc_buildpass.clients.multipart import FilePart
 from acc_buildpass.mapping import file_name, sniff_content_type, upsert_photo
-from acc_buildpass.records import AccPhoto
+from acc_buildpass.models import AccPhoto
 
 
 @dataclass

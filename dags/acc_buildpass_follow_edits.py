@@ -23,15 +23,16 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
+from acc_buildpass import settings
 from airflow.sdk import Param, dag, get_current_context, task
 
 SCHEDULE = os.environ.get("ACC_BUILDPASS_FOLLOW_SCHEDULE", "30 2 * * *")
-DAYS = int(os.environ.get("ACC_BUILDPASS_FOLLOW_DAYS", "7"))
-POOL = os.environ.get("ACC_BUILDPASS_POOL", "buildpass_api")
+DAYS = int(os.environ.get("ACC_BUILDPASS_FOLLOW_DAYS", str(settings.DEFAULT_FOLLOW_DAYS)))
+POOL = settings.pool()
 
 
 @dag(
-    dag_id="acc_buildpass_follow_edits",
+    dag_id=settings.FOLLOW_EDITS_DAG_ID,
     schedule=SCHEDULE,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,  # each run looks back over its own days: missed days need no catching up
@@ -49,9 +50,9 @@ POOL = os.environ.get("ACC_BUILDPASS_POOL", "buildpass_api")
             description="Photos created in ACC in the last this many days are compared.",
         ),
         "delete_policy": Param(
-            "report",
+            settings.DEFAULT_DELETE_POLICY,
             type="string",
-            enum=["report", "delete"],
+            enum=list(settings.DELETE_POLICIES),
             values_display={
                 "report": "Report photos deleted in ACC, leave them in BuildPass",
                 "delete": "Delete them in BuildPass (not possible: reported as failed)",
@@ -62,7 +63,7 @@ POOL = os.environ.get("ACC_BUILDPASS_POOL", "buildpass_api")
     },
 )
 def acc_buildpass_follow_edits() -> None:
-    from acc_buildpass import tasks
+    from acc_buildpass import dag_tasks as tasks
 
     @task(pool=POOL)
     def follow_edits() -> dict[str, Any]:

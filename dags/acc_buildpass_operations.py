@@ -24,14 +24,14 @@ from __future__ import annotations
 from typing import Any
 
 import pendulum
-from acc_buildpass.params import ACTIONS, DEFAULT_ACTION, OPERATIONS_DAG_ID, window_bound
+from acc_buildpass import settings
 from airflow.sdk import Param, dag, get_current_context, task
 
 WINDOW = "Window (plan and replay)"
 
 
 @dag(
-    dag_id=OPERATIONS_DAG_ID,
+    dag_id=settings.OPERATIONS_DAG_ID,
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -40,22 +40,24 @@ WINDOW = "Window (plan and replay)"
     default_args={"owner": "acc-buildpass", "retries": 0},
     params={
         "action": Param(
-            DEFAULT_ACTION,
+            settings.DEFAULT_ACTION,
             type="string",
-            enum=list(ACTIONS),
-            values_display={
-                "check": "Check: connections, bucket, project mappings",
-                "plan": "Plan: dry run of a window (nothing copied)",
-                "replay": "Replay: retry a window's failed photos",
-            },
+            enum=list(settings.ACTIONS),
+            values_display=settings.ACTION_LABELS,
             title="Action",
             description="What to run. Plan and replay need the window below; check ignores it.",
         ),
-        "window_start": window_bound(
-            "Window start", "Photos created at or after this time (UTC when no zone is given).", WINDOW
+        "window_start": Param(
+            **settings.window_bound(
+                "Window start", "Photos created at or after this time (UTC when no zone is given).", WINDOW
+            )
         ),
-        "window_end": window_bound(
-            "Window end", "Photos created before this time. For replay: the window exactly as its run had it.", WINDOW
+        "window_end": Param(
+            **settings.window_bound(
+                "Window end",
+                "Photos created before this time. For replay: the window exactly as its run had it.",
+                WINDOW,
+            )
         ),
         "projects": Param(
             None,
@@ -69,7 +71,7 @@ WINDOW = "Window (plan and replay)"
     },
 )
 def acc_buildpass_operations() -> None:
-    from acc_buildpass import tasks
+    from acc_buildpass import dag_tasks as tasks
 
     @task(retries=0)
     def operate() -> dict[str, Any]:

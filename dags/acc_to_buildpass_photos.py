@@ -27,19 +27,19 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from acc_buildpass.params import window_bound
-from airflow.sdk import Asset, dag, get_current_context, task, task_group
+from acc_buildpass import settings
+from airflow.sdk import Asset, Param, dag, get_current_context, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 SCHEDULE = os.environ.get("ACC_BUILDPASS_SCHEDULE", "0 * * * *")
 START = os.environ.get("ACC_BUILDPASS_START_DATE", "2026-01-01T00:00:00+00:00")
-POOL = os.environ.get("ACC_BUILDPASS_POOL", "buildpass_api")
+POOL = settings.pool()
 # Downstream DAGs: schedule=[Asset("acc_buildpass_manifest")]; the event's extra locates the window.
 MANIFEST = Asset("acc_buildpass_manifest")
 
 
 @dag(
-    dag_id="acc_to_buildpass_photos",
+    dag_id=settings.COPY_DAG_ID,
     # Real data intervals: run N covers [start, end) and run N+1 starts where N ended.
     schedule=CronDataIntervalTimetable(SCHEDULE, timezone="UTC"),
     start_date=pendulum.parse(START),
@@ -49,10 +49,14 @@ MANIFEST = Asset("acc_buildpass_manifest")
     tags=["acc", "buildpass", "photos"],
     # Scheduled runs keep these empty and copy their data interval.
     params={
-        "window_start": window_bound(
-            "Window start", "Copy the photos created at or after this time. Empty: the run's data interval."
+        "window_start": Param(
+            **settings.window_bound(
+                "Window start", "Copy the photos created at or after this time. Empty: the run's data interval."
+            )
         ),
-        "window_end": window_bound("Window end", "Copy the photos created before this time. Empty: as above."),
+        "window_end": Param(
+            **settings.window_bound("Window end", "Copy the photos created before this time. Empty: as above.")
+        ),
     },
     default_args={
         "owner": "acc-buildpass",
@@ -67,7 +71,7 @@ MANIFEST = Asset("acc_buildpass_manifest")
     },
 )
 def acc_to_buildpass_photos() -> None:
-    from acc_buildpass import tasks
+    from acc_buildpass import dag_tasks as tasks
 
     @task
     def extract() -> list[dict[str, Any]]:

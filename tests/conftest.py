@@ -27,7 +27,7 @@ def run_dag(stack: Stack) -> RunDag:
     """Run the real DAG with ``airflow dags test`` for [start, end): (exit code, output, report)."""
 
     def run(start: datetime, end: datetime, config: dict[str, Any]) -> tuple[int, str, Any]:
-        from acc_buildpass.records import Window
+        from acc_buildpass.models import Window
 
         rc, output = stack.run_dag(start.isoformat(), end.isoformat(), config)
         return rc, output, stack.report(config, Window(start, end).id)

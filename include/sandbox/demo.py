@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from acc_buildpass.models import Window
 from acc_buildpass.pipeline.report import render
-from acc_buildpass.records import Window
 
 from sandbox.stack import ROOT, Stack
 

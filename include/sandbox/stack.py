@@ -412,7 +412,7 @@ class Stack:
 
         Eligible: not deleted, a media type copied by default, created in [start, end).
         """
-        from acc_buildpass.records import parse_time
+        from acc_buildpass.models import parse_time
 
         expected: dict[str, str] = {}
         for project in projects:

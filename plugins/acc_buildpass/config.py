@@ -7,28 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from acc_buildpass.clients.retry import RetryPolicy
 from acc_buildpass.errors import ConfigError
-from acc_buildpass.records import MEDIA_TYPES, Window, parse_time, valid_id
-from acc_buildpass.retry import RetryPolicy
+from acc_buildpass.models import MEDIA_TYPES, ProjectMapping, Window, parse_time, valid_id
+from acc_buildpass.settings import PUBLISH_MODES, VARIABLE
 
-VARIABLE = "acc_buildpass_config"
-PUBLISH_MODES = ("bulk", "single")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
-
-
-@dataclass(frozen=True)
-class ProjectMapping:
-    """Where one ACC project's photos go."""
-
-    acc_project_id: str
-    builder_id: str
-    buildpass_project_id: str
-    buildpass_folder_id: str | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.acc_project_id[:8]}→{self.buildpass_project_id}"
 
 
 @dataclass(frozen=True)

@@ -116,3 +116,15 @@ class InvalidPhoto(AccBuildPassError):
         self.photo_id = photo_id
         self.reason = reason
         super().__init__(f"photo {photo_id or '<no id>'}: {reason}")
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an error a command could not get past."""
+    if isinstance(exc, AccBuildPassError):
+        return str(exc)
+    return f"{type(exc).__name__}: {one_line(exc)}"

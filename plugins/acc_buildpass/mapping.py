@@ -7,7 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from acc_buildpass.records import AccPhoto, format_time
+from acc_buildpass.models import AccPhoto, format_time
 
 # Magic numbers of the image formats BuildPass galleries take.
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (

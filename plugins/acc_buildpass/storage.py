@@ -27,7 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from acc_buildpass.errors import ConfigError
-from acc_buildpass.records import AccPhoto, Window, valid_id
+from acc_buildpass.models import AccPhoto, Window, valid_id
 
 MANIFEST_COLUMNS = [
     "id",

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from acc_buildpass.params import ACTIONS, OPERATIONS_DAG_ID
+from acc_buildpass.settings import ACTIONS, OPERATIONS_DAG_ID
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 GOOD_WINDOW = {"window_start": "2026-03-01T00:00:00Z", "window_end": "2026-03-02T00:00:00+00:00"}
@@ -137,15 +137,15 @@ def _context(params: dict[str, Any], conf: dict[str, Any] | None) -> dict[str, A
 def test_the_copy_dag_reads_its_window_from_the_form_or_the_conf(
     params: dict[str, Any], conf: dict[str, Any] | None, expected: tuple[str, str]
 ) -> None:
-    from acc_buildpass.tasks import run_window
+    from acc_buildpass.dag_tasks import run_window
 
     window = run_window(_context(params, conf))
     assert (window.start.strftime("%Y-%m-%dT%H"), window.end.strftime("%Y-%m-%dT%H")) == expected
 
 
 def test_one_bound_alone_is_a_configuration_error() -> None:
+    from acc_buildpass.dag_tasks import run_window
     from acc_buildpass.errors import ConfigError
-    from acc_buildpass.tasks import run_window
 
     with pytest.raises(ConfigError, match="give both 'window_start' and 'window_end'"):
         run_window(_context({"window_start": "2026-03-01T00:00:00Z", "window_end": None}, {}))

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from acc_buildpass.params import OPERATIONS_DAG_ID
-from acc_buildpass.records import Window
+from acc_buildpass.models import Window
+from acc_buildpass.settings import OPERATIONS_DAG_ID
 from acc_buildpass.ui.report_view import locate_operation
 from sandbox.stack import Stack
 

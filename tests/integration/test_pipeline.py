@@ -54,7 +54,7 @@ def bp_photos(stack: Any, ids: set[str]) -> list[dict[str, Any]]:
 
 
 def eligible(photos: dict[str, dict[str, Any]], window_start: datetime, window_end: datetime) -> set[str]:
-    from acc_buildpass.records import parse_time
+    from acc_buildpass.models import parse_time
 
     return {
         pid

@@ -46,7 +46,7 @@ def acc_truth(stack: Stack, project: str) -> list[dict[str, Any]]:
 
 def eligible(records: list[dict[str, Any]], start: datetime, end: datetime) -> set[str]:
     """Ids that should reach BuildPass: a usable id, not deleted, a media type copied, created in [start, end)."""
-    from acc_buildpass.records import parse_time
+    from acc_buildpass.models import parse_time
 
     return {
         r["id"]

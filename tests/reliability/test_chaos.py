@@ -42,7 +42,7 @@ def iso(moment: datetime) -> str:
 
 def reconcile(stack: Stack, project: str, start: datetime, end: datetime) -> dict[str, Any]:
     """Ground truth from both emulators: expected, created, duplicates, missing, extra, bytes that differ."""
-    from acc_buildpass.records import parse_time
+    from acc_buildpass.models import parse_time
 
     source = {p["id"]: p for p in stack.admin("acc", "GET", f"/_admin/photos?project_id={project}")["photos"]}
     expected = {

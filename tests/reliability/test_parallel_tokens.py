@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import requests
-from acc_buildpass.tokens import fingerprint
+from acc_buildpass.clients.tokens import fingerprint
 from cryptography.fernet import Fernet
 from sandbox.stack import ACC_CLIENT, Stack
 

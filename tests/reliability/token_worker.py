@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from acc_buildpass.hooks.acc import AccHook
-    from acc_buildpass.records import AccPhoto
+    from acc_buildpass.models import AccPhoto
 
     client = AccHook("acc_default").get_conn()
     calls = 0

@@ -9,8 +9,8 @@ import pytest
 import requests
 import sandbox
 from acc_buildpass.clients.acc import AccClient, strip_b
-from acc_buildpass.retry import RetryPolicy
-from acc_buildpass.tokens import FileTokenStore
+from acc_buildpass.clients.retry import RetryPolicy
+from acc_buildpass.clients.tokens import FileTokenStore
 
 ACC_CLIENT = ("acc-demo-client", "acc-demo-secret")
 PROJECTS = [

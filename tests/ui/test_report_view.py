@@ -91,7 +91,7 @@ def _config(stack: Stack, projects: list[str], prefix: str) -> dict[str, Any]:
 
 
 def _run(stack: Stack, start: datetime, end: datetime, config: dict[str, Any], expect_ok: bool) -> Run:
-    from acc_buildpass.records import Window
+    from acc_buildpass.models import Window
 
     rc, output = stack.run_dag(start.isoformat(), end.isoformat(), config)
     assert (rc == 0) == expect_ok, output[-3000:]

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 from acc_buildpass.mapping import captured_at, description, file_name, sniff_content_type, upsert_photo
-from acc_buildpass.records import AccPhoto
+from acc_buildpass.models import AccPhoto
 
 
 def photo(**kw: object) -> AccPhoto:

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from acc_buildpass import http
+from acc_buildpass.clients import http
 from acc_buildpass.clients.acc import AccClient
 from acc_buildpass.clients.buildpass import BuildPassClient
+from acc_buildpass.clients.retry import RetryPolicy, is_retryable
+from acc_buildpass.clients.tokens import FileTokenStore
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.errors import (
     ApiError,
@@ -36,10 +38,8 @@ from acc_buildpass.errors import (
     SignedUrlExpired,
     TransportError,
 )
-from acc_buildpass.records import Window
-from acc_buildpass.retry import RetryPolicy, is_retryable
+from acc_buildpass.models import Window
 from acc_buildpass.storage import Layout
-from acc_buildpass.tokens import FileTokenStore
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 FOREIGN_HOST = "127.0.0.2"

@@ -12,7 +12,8 @@ from typing import IO, Any
 
 import requests
 
-from acc_buildpass import http, retry
+from acc_buildpass.clients import http, retry
+from acc_buildpass.clients.tokens import FileTokenStore, TokenState, fingerprint
 from acc_buildpass.errors import (
     ApiError,
     AuthError,
@@ -24,8 +25,7 @@ from acc_buildpass.errors import (
     SignedUrlExpired,
     TransportError,
 )
-from acc_buildpass.records import AccPhoto, valid_id
-from acc_buildpass.tokens import FileTokenStore, TokenState, fingerprint
+from acc_buildpass.models import AccPhoto, valid_id
 
 log = logging.getLogger(__name__)
 

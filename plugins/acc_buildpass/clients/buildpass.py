@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from acc_buildpass import http, retry
+from acc_buildpass.clients import http, retry
 from acc_buildpass.clients.multipart import FilePart, MultipartBody
 from acc_buildpass.errors import ApiError, AuthError
 

@@ -9,11 +9,11 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
-from acc_buildpass import retry
+from acc_buildpass.clients import retry
 from acc_buildpass.clients.acc import DEFAULT_BASE_URL, TOKEN_PATH, AccClient
+from acc_buildpass.clients.http import check_base_url, json_body, new_session, request
+from acc_buildpass.clients.tokens import FileTokenStore
 from acc_buildpass.errors import AccBuildPassError
-from acc_buildpass.http import check_base_url, json_body, new_session, request
-from acc_buildpass.tokens import FileTokenStore
 
 
 def _fernet_key() -> str | None:

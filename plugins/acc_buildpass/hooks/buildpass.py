@@ -7,7 +7,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
-from acc_buildpass import retry
+from acc_buildpass.clients import retry
 from acc_buildpass.clients.buildpass import DEFAULT_BASE_URL, BuildPassClient
 from acc_buildpass.errors import AccBuildPassError
 

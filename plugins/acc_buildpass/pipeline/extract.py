@@ -11,8 +11,7 @@ from acc_buildpass.clients.acc import AccClient
 from acc_buildpass.clients.buildpass import BuildPassClient
 from acc_buildpass.config import PipelineConfig, ProjectMapping
 from acc_buildpass.errors import AuthError, ConfigError, InvalidPhoto, NotFound
-from acc_buildpass.pipeline.batches import Batch, plan
-from acc_buildpass.records import MEDIA_TYPES, AccPhoto, Window
+from acc_buildpass.models import MEDIA_TYPES, AccPhoto, Batch, Window
 from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)
@@ -180,6 +179,28 @@ def extract_project(
     return parts, summary
 
 
+def plan_batches(parts: dict[ProjectMapping, list[tuple[str, int]]], window: Window, max_batches: int) -> list[Batch]:
+    """Group manifest parts into at most about ``max_batches`` batches, never across projects."""
+    total = sum(len(p) for p in parts.values())
+    per_batch = max(1, -(-total // max_batches))
+    batches: list[Batch] = []
+    for mapping, project_parts in parts.items():
+        groups = [project_parts[i : i + per_batch] for i in range(0, len(project_parts), per_batch)]
+        for n, group in enumerate(groups, start=1):
+            batches.append(
+                Batch.of(
+                    mapping,
+                    window,
+                    index=len(batches),
+                    label=f"{mapping.label} {n}/{len(groups)}",
+                    folder_id=mapping.buildpass_folder_id,
+                    parts=tuple(key for key, _ in group),
+                    count=sum(count for _, count in group),
+                )
+            )
+    return batches
+
+
 def extract(
     acc: AccClient, buildpass: BuildPassClient, store: Store, config: PipelineConfig, window: Window
 ) -> list[Batch]:
@@ -191,6 +212,6 @@ def extract(
         folder = resolve_folder(buildpass, mapping, config.folder_name)
         project_parts, _ = extract_project(acc, store, config, mapping, window)
         parts[replace(mapping, buildpass_folder_id=folder)] = project_parts
-    batches = plan(parts, window, config.max_batches)
+    batches = plan_batches(parts, window, config.max_batches)
     log.info("Window %s: %d batches planned", window.id, len(batches))
     return batches

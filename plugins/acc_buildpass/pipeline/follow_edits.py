@@ -43,12 +43,12 @@ from acc_buildpass.clients.buildpass import BuildPassClient, BuildPassPhoto
 from acc_buildpass.config import PipelineConfig, ProjectMapping
 from acc_buildpass.errors import ApiError, Gone, InvalidPhoto, NotFound
 from acc_buildpass.mapping import content_type_of, edited_fields
-from acc_buildpass.records import AccPhoto, format_time, parse_time
+from acc_buildpass.models import AccPhoto, format_time, parse_time
+from acc_buildpass.settings import DELETE_POLICIES
 from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)
 
-DELETE_POLICIES = ("report", "delete")
 # What each photo looked at came to.
 PATCHED, WOULD_PATCH, UNCHANGED, DELETED_IN_ACC, FAILED = (
     "patched",
@@ -314,22 +314,3 @@ def follow_edits(
 
 def failures(result: dict[str, Any]) -> list[str]:
     return [f"{p['photo_id']}: {p['reason']}" for p in result["photos"] if p["status"] == FAILED]
-
-
-def render(result: dict[str, Any]) -> str:
-    """The summary as lines a log or a terminal shows as they are."""
-    t = result["totals"]
-    mode = " (dry run: nothing written)" if result["dry_run"] else ""
-    lines = [
-        f"Follow edits over photos created in [{result['since']}, {result['until']}){mode}, "
-        f"delete policy {result['delete_policy']}",
-        f"{t['looked_at']} copied photos looked at ({t['listed']} listed in ACC): "
-        + (f"{t[WOULD_PATCH]} to patch" if result["dry_run"] else f"{t[PATCHED]} patched")
-        + f", {t[UNCHANGED]} unchanged, {t[DELETED_IN_ACC]} deleted in ACC (reported), {t[FAILED]} failed",
-    ]
-    for p in result["photos"]:
-        what = p["status"] + (f" ({', '.join(p['changes'])})" if p["changes"] else "")
-        target = f" → {p['buildpass_photo_id']}" if p["buildpass_photo_id"] else ""
-        reason = f": {p['reason']}" if p["reason"] else ""
-        lines.append(f"  {p['acc_project_id']} {p['photo_id']}{target} {what}{reason}")
-    return "\n".join(lines)

@@ -19,8 +19,7 @@ from acc_buildpass.clients.multipart import FilePart
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.errors import ApiError, BadRequest, ServerError, TransportError
 from acc_buildpass.mapping import Target, create_photo, file_name, upsert_photo
-from acc_buildpass.pipeline.batches import Batch, Outcome
-from acc_buildpass.records import AccPhoto
+from acc_buildpass.models import AccPhoto, Batch, Outcome
 from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,7 @@ from collections import Counter
 from typing import Any
 
 from acc_buildpass.config import PipelineConfig
-from acc_buildpass.pipeline.batches import Batch, Outcome
-from acc_buildpass.records import Window
+from acc_buildpass.models import Batch, Outcome, Window
 from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)

@@ -12,13 +12,12 @@ from typing import IO, Any
 
 from boto3.s3.transfer import TransferConfig
 
-from acc_buildpass import retry
+from acc_buildpass.clients import retry
 from acc_buildpass.clients.acc import AccClient
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.errors import ApiError, Gone, InvalidPhoto, SignedUrlExpired
 from acc_buildpass.mapping import sniff_content_type
-from acc_buildpass.pipeline.batches import Batch, Outcome
-from acc_buildpass.records import AccPhoto
+from acc_buildpass.models import AccPhoto, Batch, Outcome
 from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)

@@ -26,13 +26,13 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from acc_buildpass.config import VARIABLE, PipelineConfig, resolve_window
+from acc_buildpass.config import PipelineConfig, resolve_window
 from acc_buildpass.errors import ConfigError
-from acc_buildpass.params import DEFAULT_ACTION, OPERATIONS_DAG_ID
-from acc_buildpass.records import Window
+from acc_buildpass.models import Window
+from acc_buildpass.settings import COPY_DAG_ID, DEFAULT_ACTION, OPERATIONS_DAG_ID, VARIABLE
 from acc_buildpass.storage import Layout, Store
 
-DAG_ID = "acc_to_buildpass_photos"  # the tab shows on every DAG's runs: only this one's have a report
+DAG_ID = COPY_DAG_ID  # the tab shows on every DAG's runs: only this one's have a report
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'",
     "X-Content-Type-Options": "nosniff",
@@ -253,7 +253,7 @@ PLAN_COLUMNS = (
 
 
 def _plan_cell(counts: dict[str, Any], key: str) -> int | str:
-    from acc_buildpass.operations import human_bytes
+    from acc_buildpass.cli.render import human_bytes
 
     return human_bytes(_count(counts.get(key))) if key == "to_copy_bytes" else _count(counts.get(key))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from acc_buildpass.http import INSECURE_HOSTS_ENV, check_base_url
+from acc_buildpass.clients.http import INSECURE_HOSTS_ENV, check_base_url
 
 
 def test_https_and_loopback_http_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:

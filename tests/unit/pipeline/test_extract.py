@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.errors import InvalidPhoto
+from acc_buildpass.models import AccPhoto, Window
 from acc_buildpass.pipeline.extract import extract_project
-from acc_buildpass.records import AccPhoto, Window
 from acc_buildpass.storage import Layout, Store
 from botocore.exceptions import ClientError
 

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 # The configuration and clients, shared with the DAG acc_buildpass_operations (light imports only).
-from acc_buildpass.commands import DEFAULT_POOL, build_acc, build_buildpass, build_store, load_config
-from acc_buildpass.commands import pool_exists as _pool_exists
-from acc_buildpass.commands import require_connection as _require_connection
+from acc_buildpass.runtime import build_acc, build_buildpass, build_store, load_config
+from acc_buildpass.runtime import pool_exists as _pool_exists
+from acc_buildpass.runtime import require_connection as _require_connection
+from acc_buildpass.settings import DEFAULT_POOL
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
 __all__ = ["build_acc", "build_buildpass", "build_store", "load_config", "main"]
@@ -85,7 +86,7 @@ def _set_log_level(verbose: bool) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from acc_buildpass import commands
+    from acc_buildpass import runtime as commands
 
     _use_metadata_db()
     pool = args.pool or os.environ.get("ACC_BUILDPASS_POOL") or DEFAULT_POOL
@@ -98,23 +99,24 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from acc_buildpass import commands
-    from acc_buildpass import operations as ops
+    from acc_buildpass import runtime as commands
+    from acc_buildpass.cli import render
+    from acc_buildpass.pipeline import dry_run
 
     window = _window(args)
     _use_metadata_db()
     with _progress("plan", every=args.progress_pages) as progress:
         _, plans = commands.plan(window, args.project, progress)
     if args.json:
-        emit(json.dumps(ops.plan_json(window, plans), indent=1))
+        emit(json.dumps(dry_run.plan_json(window, plans), indent=1))
     else:
-        emit(ops.render_plan(window, plans))
+        emit(render.render_plan(window, plans))
     return EXIT_OK
 
 
 def _progress(prefix: str, every: int = 1) -> Any:
     """A bar on stderr when it is a terminal, else a line every ``every`` steps (0: none)."""
-    from acc_buildpass.progress import Progress
+    from acc_buildpass.cli.progress import Progress
 
     if every == 0:
         return contextlib.nullcontext(None)
@@ -122,7 +124,7 @@ def _progress(prefix: str, every: int = 1) -> Any:
 
 
 def _window(args: argparse.Namespace) -> Any:
-    from acc_buildpass.records import Window, parse_time
+    from acc_buildpass.models import Window, parse_time
 
     try:
         return Window(parse_time(args.start), parse_time(args.end))
@@ -131,8 +133,9 @@ def _window(args: argparse.Namespace) -> Any:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from acc_buildpass import commands
-    from acc_buildpass import operations as ops
+    from acc_buildpass import runtime as commands
+    from acc_buildpass.cli import render
+    from acc_buildpass.pipeline import replay as replay_step
 
     window = _window(args)
     _use_metadata_db()
@@ -142,14 +145,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.json:
         emit(json.dumps(result, indent=1))
     else:
-        emit(ops.render_replay(result))
-    return EXIT_OK if ops.replay_ok(result) else EXIT_PROBLEMS
+        emit(render.render_replay(result))
+    return EXIT_OK if replay_step.replay_ok(result) else EXIT_PROBLEMS
 
 
 def cmd_projects(args: argparse.Namespace) -> int:
-    from acc_buildpass import operations as ops
+    from acc_buildpass.cli import render
     from acc_buildpass.config import PipelineConfig
     from acc_buildpass.errors import ConfigError
+    from acc_buildpass.pipeline import projects
 
     target = Path(args.write_config) if args.write_config else None
     if target is not None and target.exists() and not args.force:
@@ -166,20 +170,20 @@ def cmd_projects(args: argparse.Namespace) -> int:
         extra = _require_connection(bp_conn).extra_dejson
     except ConfigError:
         extra = {}
-    found = ops.discover(acc)
-    builders = ops.known_builders(config, extra)
+    found = projects.discover(acc)
+    builders = projects.known_builders(config, extra)
     if target is not None:  # first: the file is what was asked for, whatever becomes of stdout
-        projects = [p for _, hub_projects in found for p in hub_projects]
-        _write_json(target, ops.starter_config(projects, config, builders), force=args.force)
+        photos_projects = [p for _, hub_projects in found for p in hub_projects]
+        _write_json(target, projects.starter_config(photos_projects, config, builders), force=args.force)
         print(
-            f"Wrote {target}: {len(projects)} ACC project(s); replace every '<...>' placeholder, drop the projects "
-            "not to copy, then set it as the Variable acc_buildpass_config",
+            f"Wrote {target}: {len(photos_projects)} ACC project(s); replace every '<...>' placeholder, drop the "
+            "projects not to copy, then set it as the Variable acc_buildpass_config",
             file=sys.stderr,
         )
     if args.json:
-        emit(json.dumps(ops.projects_json(found, config, builders), indent=1))
+        emit(json.dumps(projects.projects_json(found, config, builders), indent=1))
     else:
-        emit(ops.render_projects(found, config, builders))
+        emit(render.render_projects(found, config, builders))
     return EXIT_OK
 
 
@@ -215,8 +219,9 @@ def _days(text: str) -> int:
 def cmd_follow_edits(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from acc_buildpass.cli import render
+    from acc_buildpass.models import parse_time
     from acc_buildpass.pipeline import follow_edits as follow
-    from acc_buildpass.records import parse_time
 
     try:
         until = parse_time(args.until) if args.until else datetime.now(UTC)
@@ -243,7 +248,7 @@ def cmd_follow_edits(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         on_project=progress,
     )
-    emit(json.dumps(result, indent=1) if args.json else follow.render(result))
+    emit(json.dumps(result, indent=1) if args.json else render.render_follow_edits(result))
     return EXIT_PROBLEMS if result["totals"]["failed"] else EXIT_OK
 
 
@@ -376,8 +381,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from acc_buildpass.errors import ConfigError
-    from acc_buildpass.operations import describe_error
+    from acc_buildpass.errors import ConfigError, describe_error
 
     try:
         code: int = args.func(args)

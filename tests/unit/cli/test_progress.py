@@ -7,7 +7,7 @@ import os
 import sys
 
 import pytest
-from acc_buildpass.progress import Progress
+from acc_buildpass.cli.progress import Progress
 
 
 class Terminal(io.StringIO):

@@ -13,14 +13,15 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from acc_buildpass.config import VARIABLE, PipelineConfig, resolve_window
+from acc_buildpass import settings
+from acc_buildpass.config import PipelineConfig, resolve_window
 from acc_buildpass.errors import ConfigError
+from acc_buildpass.models import Batch, Window
 from acc_buildpass.pipeline import extract as extract_step
 from acc_buildpass.pipeline import publish as publish_step
 from acc_buildpass.pipeline import report as report_step
 from acc_buildpass.pipeline import stage as stage_step
-from acc_buildpass.pipeline.batches import Batch
-from acc_buildpass.records import Window
+from acc_buildpass.settings import VARIABLE
 from acc_buildpass.storage import Layout, Store
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,7 @@ def operate(context: Any) -> dict[str, Any]:
     secret); fails, without a retry, when check finds a problem or replay leaves photos failed.
     A plan is also written beside the window's report, where the run's Copy report tab shows it.
     """
-    from acc_buildpass.params import ACTIONS, DEFAULT_ACTION
+    from acc_buildpass.settings import ACTIONS, DEFAULT_ACTION
 
     params = context.get("params") or {}
     action = params.get("action") or DEFAULT_ACTION
@@ -210,7 +211,7 @@ def operate(context: Any) -> dict[str, Any]:
 
 
 def _operation_window(params: Any, action: str) -> Window:
-    from acc_buildpass.records import parse_time
+    from acc_buildpass.models import parse_time
 
     start, end = params.get("window_start"), params.get("window_end")
     if not start or not end:
@@ -224,7 +225,7 @@ def _operation_window(params: Any, action: str) -> Window:
 def _pool_lookup_in_task(pool: str) -> Callable[[str], bool] | None:
     """Airflow 3 keeps task processes away from the metadata DB: where the pool cannot be read,
     check skips it rather than report the DB down."""
-    from acc_buildpass import commands
+    from acc_buildpass import runtime as commands
 
     try:
         exists = commands.pool_exists(pool)
@@ -235,13 +236,12 @@ def _pool_lookup_in_task(pool: str) -> Callable[[str], bool] | None:
 
 
 def _operate_check() -> dict[str, Any]:
-    import os
 
     from airflow.sdk.exceptions import AirflowFailException
 
-    from acc_buildpass import commands
+    from acc_buildpass import runtime as commands
 
-    pool = os.environ.get("ACC_BUILDPASS_POOL") or commands.DEFAULT_POOL
+    pool = settings.pool()
     findings = commands.check(pool, _pool_lookup_in_task(pool))
     problems = [f.line() for f in findings if f.problem]
     log.info(
@@ -255,32 +255,34 @@ def _operate_check() -> dict[str, Any]:
 
 
 def _operate_plan(window: Window, projects: list[str] | None, run_id: str | None) -> dict[str, Any]:
-    from acc_buildpass import commands
-    from acc_buildpass import operations as ops
-    from acc_buildpass.progress import Progress
+    from acc_buildpass import runtime as commands
+    from acc_buildpass.cli import render
+    from acc_buildpass.cli.progress import Progress
+    from acc_buildpass.pipeline import dry_run
 
     store, plans = commands.plan(window, projects, Progress("plan", write_line=log.info, every=10))
-    data = ops.plan_json(window, plans)
+    data = dry_run.plan_json(window, plans)
     key = store.layout.plan_report(window)
     store.put_json(key, {**data, "run_id": run_id})
-    log.info("Plan (s3://%s/%s):\n%s", store.bucket, key, ops.render_plan(window, plans))
+    log.info("Plan (s3://%s/%s):\n%s", store.bucket, key, render.render_plan(window, plans))
     return {"action": "plan", "window": data["window"], "totals": data["totals"], "plan": key}
 
 
 def _operate_replay(window: Window, projects: list[str] | None) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from acc_buildpass import commands
-    from acc_buildpass import operations as ops
-    from acc_buildpass.progress import Progress
+    from acc_buildpass import runtime as commands
+    from acc_buildpass.cli import render
+    from acc_buildpass.cli.progress import Progress
+    from acc_buildpass.pipeline import replay as replay_step
 
     result, written = commands.replay(window, projects, Progress("replay", write_line=log.info))
-    log.info("Replay (%s):\n%s", written, ops.render_replay(result))
-    if not ops.replay_ok(result):
+    log.info("Replay (%s):\n%s", written, render.render_replay(result))
+    if not replay_step.replay_ok(result):
         totals = result["totals"]
         raise AirflowFailException(
-            f"replay of window {window.id}: {totals[ops.STILL_FAILED]} photo(s) still failed, "
-            f"{totals[ops.NOT_REPLAYABLE]} report entr(ies) not replayable; see the table above"
+            f"replay of window {window.id}: {totals[replay_step.STILL_FAILED]} photo(s) still failed, "
+            f"{totals[replay_step.NOT_REPLAYABLE]} report entr(ies) not replayable; see the table above"
         )
     return {"action": "replay", "window": result["window"], "totals": result["totals"], "report": written}
 
@@ -296,6 +298,7 @@ def follow_edits(params: Any) -> dict[str, Any]:
     summary, when a photo could not be updated."""
     from datetime import UTC, datetime
 
+    from acc_buildpass.cli import render
     from acc_buildpass.pipeline import follow_edits as follow
 
     config = load_config()
@@ -305,8 +308,8 @@ def follow_edits(params: Any) -> dict[str, Any]:
         follow.period(days, datetime.now(UTC))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"param days: {exc}") from None
-    if policy not in follow.DELETE_POLICIES:
-        raise ConfigError(f"param delete_policy must be one of {', '.join(follow.DELETE_POLICIES)}, not {policy!r}")
+    if policy not in settings.DELETE_POLICIES:
+        raise ConfigError(f"param delete_policy must be one of {', '.join(settings.DELETE_POLICIES)}, not {policy!r}")
     result = follow.follow_edits(
         _acc(config),
         _buildpass(config),
@@ -317,7 +320,7 @@ def follow_edits(params: Any) -> dict[str, Any]:
         delete_policy=policy,
         dry_run=bool(params.get("dry_run")),
     )
-    log.info("Follow edits:\n%s", follow.render(result))
+    log.info("Follow edits:\n%s", render.render_follow_edits(result))
     failed = follow.failures(result)
     if failed:
         shown = "; ".join(failed[:20]) + (f"; and {len(failed) - 20} more" if len(failed) > 20 else "")

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.errors import ConfigError
-from acc_buildpass.records import parse_time
+from acc_buildpass.models import parse_time
 from sandbox.stack import Stack
 
 CLI = Path(sys.executable).parent / "acc-buildpass"

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from acc_buildpass import retry
+from acc_buildpass.clients import retry
 from acc_buildpass.errors import BadRequest, RateLimited, ServerError, TransportError
 
 FAST = retry.RetryPolicy(attempts=4, initial_wait=0.001, max_wait=0.002, max_retry_after=0.01)

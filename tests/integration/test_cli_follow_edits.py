@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from acc_buildpass.mapping import content_type_of, edited_fields
-from acc_buildpass.records import AccPhoto, parse_time
+from acc_buildpass.models import AccPhoto, parse_time
 from sandbox.stack import Stack
 
 CLI = Path(sys.executable).parent / "acc-buildpass"

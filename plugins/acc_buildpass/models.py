@@ -1,9 +1,9 @@
-"""Typed records the pipeline passes between its steps."""
+"""The records the steps pass: ACC photos, windows, project mappings, batches and outcomes."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,3 +132,94 @@ def _found_by(raw: dict[str, Any]) -> str:
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class ProjectMapping:
+    """Where one ACC project's photos go."""
+
+    acc_project_id: str
+    builder_id: str
+    buildpass_project_id: str
+    buildpass_folder_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.acc_project_id[:8]}→{self.buildpass_project_id}"
+
+
+@dataclass(frozen=True)
+class Batch:
+    index: int
+    label: str
+    window_start: str
+    window_end: str
+    acc_project_id: str
+    builder_id: str
+    buildpass_project_id: str
+    folder_id: str | None
+    parts: tuple[str, ...]
+    count: int
+
+    @property
+    def window(self) -> Window:
+        return Window(datetime.fromisoformat(self.window_start), datetime.fromisoformat(self.window_end))
+
+    @property
+    def mapping(self) -> ProjectMapping:
+        return ProjectMapping(self.acc_project_id, self.builder_id, self.buildpass_project_id, self.folder_id)
+
+    @classmethod
+    def of(
+        cls,
+        mapping: ProjectMapping,
+        window: Window,
+        *,
+        index: int,
+        label: str,
+        folder_id: str | None,
+        parts: tuple[str, ...],
+        count: int,
+    ) -> Batch:
+        """A batch of one project mapping's photos in a window."""
+        return cls(
+            index=index,
+            label=label,
+            window_start=window.start.isoformat(),
+            window_end=window.end.isoformat(),
+            acc_project_id=mapping.acc_project_id,
+            builder_id=mapping.builder_id,
+            buildpass_project_id=mapping.buildpass_project_id,
+            folder_id=folder_id,
+            parts=parts,
+            count=count,
+        )
+
+    def to_xcom(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["parts"] = list(self.parts)
+        return data
+
+    @classmethod
+    def from_xcom(cls, raw: dict[str, Any]) -> Batch:
+        return cls(**{**raw, "parts": tuple(raw["parts"])})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one photo in one step.
+
+    status: staged | present (already in BuildPass) | created | skipped | failed
+    """
+
+    photo_id: str
+    status: str
+    reason: str = ""
+    size: int | None = None
+    sha256: str | None = None
+    content_type: str | None = None
+    reused: bool = False
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Outcome:
+        return cls(**raw)

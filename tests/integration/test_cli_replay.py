@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from acc_buildpass.records import Window
+from acc_buildpass.models import Window
 from sandbox.stack import Stack
 
 CLI = Path(sys.executable).parent / "acc-buildpass"

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from acc_buildpass.config import resolve_window
+from acc_buildpass.dag_tasks import final_on_config_error
 from acc_buildpass.errors import ConfigError
 from acc_buildpass.storage import Layout, Store
-from acc_buildpass.tasks import final_on_config_error
 from botocore.exceptions import ClientError
 
 

@@ -1,6 +1,6 @@
 """The operator commands' logic (acc_buildpass.operations) with stand-in clients and an in-memory S3.
 
-The real command, against the emulators and SeaweedFS, is tested in tests/cli/test_cli.py.
+The real command, against the emulators and SeaweedFS, is tested in tests/integration/test_cli.py.
 """
 
 from __future__ import annotations
@@ -16,14 +16,16 @@ from typing import Any
 
 import pytest
 import requests
-from acc_buildpass import operations as ops
+from acc_buildpass.cli import render
 from acc_buildpass.clients.acc import AccClient, AccProject
+from acc_buildpass.clients.retry import RetryPolicy
+from acc_buildpass.clients.tokens import FileTokenStore, TokenState, fingerprint
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.errors import ApiError, ConfigError, InvalidPhoto
-from acc_buildpass.records import AccPhoto, Window
-from acc_buildpass.retry import RetryPolicy
+from acc_buildpass.models import AccPhoto, Window
+from acc_buildpass.pipeline import checks, dry_run
+from acc_buildpass.pipeline import projects as projects_step
 from acc_buildpass.storage import Layout, Store
-from acc_buildpass.tokens import FileTokenStore, TokenState, fingerprint
 from botocore.exceptions import ClientError
 
 PROJECT = "36c0838c-0360-4cfa-b2c6-85e0056ec7e8"
@@ -129,7 +131,7 @@ def test_plan_counts_like_extraction_and_trusts_only_created_ledger_entries() ->
         InvalidPhoto(None, "invalid id None (missing)"),
     ]
     seen: list[tuple[int, int]] = []
-    plans = ops.plan(StubAcc(listing), store, cfg, WINDOW, lambda m, pages, records: seen.append((pages, records)))  # type: ignore[arg-type]
+    plans = dry_run.plan(StubAcc(listing), store, cfg, WINDOW, lambda m, pages, records: seen.append((pages, records)))  # type: ignore[arg-type]
     [result] = plans
     assert (result.found, result.eligible, result.already, result.to_copy) == (9, 5, 2, 3)
     assert result.to_copy_bytes == 1003 + 1004 and result.unknown_size == 1
@@ -141,14 +143,14 @@ def test_plan_counts_like_extraction_and_trusts_only_created_ledger_entries() ->
     assert seen == [(1, 3), (2, 6), (3, 9), (4, 10)]
     assert store.s3.writes == writes  # a dry run writes nothing
 
-    data = ops.plan_json(WINDOW, plans)
+    data = dry_run.plan_json(WINDOW, plans)
     assert data["window"] == {
         "start": "2026-03-02T00:00:00Z",
         "end": "2026-03-03T00:00:00Z",
         "id": "20260302T000000Z--20260303T000000Z",
     }
     assert data["totals"]["to_copy"] == 3 and data["totals"]["skipped"] == 2 and data["totals"]["will_fail"] == 2
-    table = ops.render_plan(WINDOW, plans)
+    table = render.render_plan(WINDOW, plans)
     assert "(+1 of unknown size)" in table and f"  {PROJECT}: 1 will fail: unknown mediaType 'HOLOGRAM'" in table
 
 
@@ -160,48 +162,48 @@ def test_plan_refuses_an_acc_project_that_is_not_visible_naming_the_key() -> Non
             raise NotFound("request refused", status=404)
 
     with pytest.raises(ConfigError, match=r"projects\[0\]\.acc_project_id"):
-        ops.plan(Missing([]), Store(MemoryS3(), Layout("staging", "t")), config(), WINDOW)  # type: ignore[arg-type]
+        dry_run.plan(Missing([]), Store(MemoryS3(), Layout("staging", "t")), config(), WINDOW)  # type: ignore[arg-type]
 
 
 def test_check_pool_names_a_missing_pool_and_an_unreachable_db_once() -> None:
-    assert ops.check_pool("buildpass_api", lambda name: True).status == ops.OK
-    missing = ops.check_pool("buildpass_api", lambda name: False)
+    assert checks.check_pool("buildpass_api", lambda name: True).status == checks.OK
+    missing = checks.check_pool("buildpass_api", lambda name: False)
     assert missing.problem and 'airflow pools set buildpass_api 4 "BuildPass' in missing.line()
 
     def down(name: str) -> bool:
         raise RuntimeError("(sqlite3.OperationalError) unable to open database file\n[SQL: ...]")
 
-    db = ops.check_pool("buildpass_api", down)
+    db = checks.check_pool("buildpass_api", down)
     assert db.problem and db.subject == "Airflow metadata DB"
     assert "unable to open database file" in db.message and "[SQL" not in db.message
 
 
 def test_the_starter_config_keeps_mappings_and_puts_refused_placeholders_elsewhere() -> None:
     projects = [AccProject(PROJECT, "Tower A", "b.hub"), AccProject(OTHER, "Tower B", "b.hub")]
-    fresh = ops.starter_config(projects, None, {})
-    assert fresh["staging_bucket"] == ops.BUCKET_PLACEHOLDER
+    fresh = projects_step.starter_config(projects, None, {})
+    assert fresh["staging_bucket"] == projects_step.BUCKET_PLACEHOLDER
     assert [(p["acc_project_id"], p["acc_project_name"], p["builder_id"]) for p in fresh["projects"]] == [
-        (PROJECT, "Tower A", ops.BUILDER_PLACEHOLDER),
-        (OTHER, "Tower B", ops.BUILDER_PLACEHOLDER),
+        (PROJECT, "Tower A", projects_step.BUILDER_PLACEHOLDER),
+        (OTHER, "Tower B", projects_step.BUILDER_PLACEHOLDER),
     ]
     with pytest.raises(ConfigError):
         PipelineConfig.from_variable(fresh)
     edited = json.loads(
         json.dumps(fresh)
-        .replace(ops.BUCKET_PLACEHOLDER, "my-bucket")
-        .replace(ops.BUILDER_PLACEHOLDER, "buil_x")
-        .replace(ops.PROJECT_PLACEHOLDER, "proj_y")
+        .replace(projects_step.BUCKET_PLACEHOLDER, "my-bucket")
+        .replace(projects_step.BUILDER_PLACEHOLDER, "buil_x")
+        .replace(projects_step.PROJECT_PLACEHOLDER, "proj_y")
     )
     assert [m.acc_project_id for m in PipelineConfig.from_variable(edited).projects] == [PROJECT, OTHER]
 
     current = config()
-    builders = ops.known_builders(current, {"builder_ids": "buil_demo, buil_more"})
+    builders = projects_step.known_builders(current, {"builder_ids": "buil_demo, buil_more"})
     assert builders == {"buil_demo": ["proj_demo"], "buil_more": []}
-    kept = ops.starter_config(projects, current, ops.known_builders(current, {}))
+    kept = projects_step.starter_config(projects, current, projects_step.known_builders(current, {}))
     assert kept["staging_bucket"] == "staging" and kept["staging_prefix"] == "t"
     assert [(p["builder_id"], p["buildpass_project_id"]) for p in kept["projects"]] == [
         ("buil_demo", "proj_demo"),  # the current mapping
-        ("buil_demo", ops.PROJECT_PLACEHOLDER),  # the only builder known; the project is to choose
+        ("buil_demo", projects_step.PROJECT_PLACEHOLDER),  # the only builder known; the project is to choose
     ]
 
 

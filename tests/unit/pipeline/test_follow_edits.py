@@ -1,6 +1,6 @@
 """follow-edits' comparison and linking with stand-in clients and an in-memory S3.
 
-The real thing, after a real copy, against the emulators and SeaweedFS: tests/cli/test_follow_edits.py.
+The real thing, after a real copy, against the emulators and SeaweedFS: tests/integration/test_cli_follow_edits.py.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 from acc_buildpass.clients.buildpass import BuildPassPhoto
 from acc_buildpass.config import PipelineConfig
+from acc_buildpass.models import AccPhoto
 from acc_buildpass.pipeline import follow_edits as follow
-from acc_buildpass.records import AccPhoto
 from acc_buildpass.storage import Layout, Store
 from botocore.exceptions import ClientError
 

@@ -10,7 +10,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import pytest
-from acc_buildpass.params import OPERATIONS_DAG_ID
+from acc_buildpass.settings import OPERATIONS_DAG_ID
 from acc_buildpass.ui.report_view import DAG_ID, Located, render
 
 HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>&amp;'

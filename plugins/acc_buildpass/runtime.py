@@ -15,12 +15,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from acc_buildpass.cli.progress import Progress
     from acc_buildpass.config import PipelineConfig
-    from acc_buildpass.operations import Finding, ProjectPlan
-    from acc_buildpass.progress import Progress
-    from acc_buildpass.records import Window
-
-DEFAULT_POOL = "buildpass_api"
+    from acc_buildpass.models import Window
+    from acc_buildpass.pipeline.checks import Finding
+    from acc_buildpass.pipeline.dry_run import ProjectPlan
 
 
 # -- configuration and clients ------------------------------------------------------------------
@@ -53,13 +52,13 @@ def require_connection(conn_id: str) -> Any:
 
 def load_config() -> PipelineConfig:
     """The Variable, parsed and validated (:raises ConfigError: what to fix)."""
-    from acc_buildpass.tasks import load_config as load
+    from acc_buildpass.dag_tasks import load_config as load
 
     return load()
 
 
 def _retry(config: PipelineConfig | None, quick: bool) -> Any:
-    from acc_buildpass.retry import RetryPolicy
+    from acc_buildpass.clients.retry import RetryPolicy
 
     if quick:  # check answers in seconds; the DAG's policy may wait minutes for a dead host
         return RetryPolicy(attempts=3, initial_wait=0.5, max_wait=4, max_retry_after=10)
@@ -143,17 +142,19 @@ def check(pool: str, pool_lookup: Callable[[str], bool] | None = pool_exists) ->
     :param pool_lookup: True when the pool exists; raises when it cannot tell; None where pools
         cannot be read at all (an Airflow 3 task): the pool is then skipped, saying where to look
     """
-    from acc_buildpass import operations as ops
     from acc_buildpass.config import PipelineConfig
     from acc_buildpass.errors import ConfigError
+    from acc_buildpass.pipeline import checks
 
     findings: list[Finding] = []
     config: PipelineConfig | None = None
     try:
         config = load_config()
-        findings.append(ops.Finding(ops.OK, "Variable acc_buildpass_config", f"{len(config.projects)} mapping(s)"))
+        findings.append(
+            checks.Finding(checks.OK, "Variable acc_buildpass_config", f"{len(config.projects)} mapping(s)")
+        )
     except ConfigError as exc:
-        findings.append(ops.problem("Variable acc_buildpass_config", str(exc)))
+        findings.append(checks.problem("Variable acc_buildpass_config", str(exc)))
     acc_conn = config.acc_conn_id if config else PipelineConfig.acc_conn_id
     bp_conn = config.buildpass_conn_id if config else PipelineConfig.buildpass_conn_id
 
@@ -161,7 +162,7 @@ def check(pool: str, pool_lookup: Callable[[str], bool] | None = pool_exists) ->
         try:
             made = build()
         except ConfigError as exc:
-            findings.append(ops.problem(subject, str(exc)))
+            findings.append(checks.problem(subject, str(exc)))
             return None
         results = sign_in(made)
         findings.extend(results)
@@ -170,28 +171,30 @@ def check(pool: str, pool_lookup: Callable[[str], bool] | None = pool_exists) ->
     acc = client(
         lambda: build_acc(config, acc_conn, quick=True),
         f"ACC connection {acc_conn}",
-        lambda c: ops.check_acc_sign_in(c, acc_conn),
+        lambda c: checks.check_acc_sign_in(c, acc_conn),
     )
     buildpass = client(
         lambda: build_buildpass(config, bp_conn, quick=True),
         f"BuildPass connection {bp_conn}",
-        lambda c: ops.check_buildpass_sign_in(c, bp_conn),
+        lambda c: checks.check_buildpass_sign_in(c, bp_conn),
     )
     if config is not None:
         try:
             store = build_store(config, quick=True)
         except ConfigError as exc:
-            findings.append(ops.problem(f"staging connection {config.staging_conn_id}", str(exc)))
+            findings.append(checks.problem(f"staging connection {config.staging_conn_id}", str(exc)))
         else:
-            findings.extend(ops.check_staging(store, config.staging_conn_id))
-        findings.extend(ops.check_mappings(acc, buildpass, config))
+            findings.extend(checks.check_staging(store, config.staging_conn_id))
+        findings.extend(checks.check_mappings(acc, buildpass, config))
     else:
-        findings.append(ops.Finding(ops.SKIP, "staging bucket and project mappings", "not checked: no valid Variable"))
+        findings.append(
+            checks.Finding(checks.SKIP, "staging bucket and project mappings", "not checked: no valid Variable")
+        )
     if pool_lookup is None:
         where = "not checked: a task cannot read the metadata DB; see `airflow pools list` or run `acc-buildpass check`"
-        findings.append(ops.Finding(ops.SKIP, f"Airflow pool {pool}", where))
+        findings.append(checks.Finding(checks.SKIP, f"Airflow pool {pool}", where))
     else:
-        findings.append(ops.check_pool(pool, pool_lookup))  # when the DB is down, this names its error once
+        findings.append(checks.check_pool(pool, pool_lookup))  # when the DB is down, this names its error once
     return findings
 
 
@@ -203,7 +206,7 @@ def plan(
     :param progress: told of every page listed (its total is set to the number of projects)
     :raises ConfigError: what to fix in the Variable, a connection or a mapping
     """
-    from acc_buildpass import operations as ops
+    from acc_buildpass.pipeline import dry_run
 
     config = select_projects(load_config(), acc_project_ids)
     acc = build_acc(config, config.acc_conn_id)
@@ -217,7 +220,7 @@ def plan(
             text = f"{mapping.acc_project_id}: {pages} pages, {records} records listed"
             progress.update(position[mapping.acc_project_id], text)
 
-    plans = ops.plan(acc, store, config, window, on_page)
+    plans = dry_run.plan(acc, store, config, window, on_page)
     if progress is not None:
         found = sum(p.found for p in plans)
         progress.finish(f"{found} photo(s) listed in {sum(p.pages for p in plans)} page(s)")
@@ -233,7 +236,7 @@ def replay(
     :param progress: told before each batch (its total is set to the photos to replay)
     :raises ConfigError: no report for the window, or what to fix in the configuration
     """
-    from acc_buildpass import operations as ops
+    from acc_buildpass.pipeline import replay as replay_step
 
     config = load_config()
     only = {m.acc_project_id for m in select_projects(config, acc_project_ids).projects} if acc_project_ids else None
@@ -246,7 +249,7 @@ def replay(
             progress.total, progress.unit = total, "photos"
             progress.update(done, label)
 
-    result = ops.replay(acc, buildpass, store, config, window, on_batch, only=only)
+    result = replay_step.replay(acc, buildpass, store, config, window, on_batch, only=only)
     if progress is not None:
         progress.finish(", ".join(f"{n} {status.replace('_', ' ')}" for status, n in result["totals"].items()))
     return result, f"s3://{store.bucket}/{store.layout.replay_report(window, 'json')}"

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from acc_buildpass.errors import InvalidPhoto
-from acc_buildpass.records import AccPhoto, Window, parse_time
+from acc_buildpass.models import AccPhoto, Window, parse_time
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import os
 import stat
 from pathlib import Path
 
-from acc_buildpass.tokens import FileTokenStore, TokenState
+from acc_buildpass.clients.tokens import FileTokenStore, TokenState
 from cryptography.fernet import Fernet
 
 

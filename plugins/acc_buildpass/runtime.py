@@ -10,9 +10,13 @@ Imports are lazy so that ``acc-buildpass --help`` starts fast.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+from acc_buildpass.settings import DEFAULT_POOL
 
 if TYPE_CHECKING:
     from acc_buildpass.cli.progress import Progress
@@ -253,3 +257,28 @@ def replay(
     if progress is not None:
         progress.finish(", ".join(f"{n} {status.replace('_', ' ')}" for status, n in result["totals"].items()))
     return result, f"s3://{store.bucket}/{store.layout.replay_report(window, 'json')}"
+
+
+# -- the command line's process -------------------------------------------------------------------
+
+
+def use_metadata_db() -> None:
+    """Read Variables and connections the way Airflow's own CLI does: env vars, secrets backends,
+    then the metadata DB. When the DB cannot be read, leave it out (no traceback per lookup;
+    ``check`` names the DB's error once, through the pool lookup)."""
+    try:
+        pool_exists(DEFAULT_POOL)
+    except Exception:
+        return
+    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
+
+
+def set_up_logging(verbose: bool) -> None:
+    """The CLI's logging: warnings and errors only (its own lines are the output), INFO with --verbose."""
+    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO" if verbose else "WARNING"  # this process only
+    import airflow.sdk  # noqa: F401  (configures Airflow's logging; ours comes after)
+
+    level = logging.INFO if verbose else logging.WARNING
+    logging.getLogger().setLevel(level)
+    for name in ("acc_buildpass", "airflow", "botocore", "urllib3"):
+        logging.getLogger(name).setLevel(level)

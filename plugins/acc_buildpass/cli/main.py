@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from acc_buildpass import runtime
 
 # The configuration and clients, shared with the DAG acc_buildpass_operations (light imports only).
 from acc_buildpass.runtime import build_acc, build_buildpass, build_store, load_config
@@ -38,17 +39,6 @@ class UsageError(Exception):
 
 
 # -- Airflow glue -------------------------------------------------------------------------------
-
-
-def _use_metadata_db() -> None:
-    """Read Variables and connections the way Airflow's own CLI does: env vars, secrets backends,
-    then the metadata DB. When the DB cannot be read, leave it out (no traceback per lookup;
-    ``check`` names the DB's error once, through the pool lookup)."""
-    try:
-        _pool_exists(DEFAULT_POOL)
-    except Exception:
-        return
-    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
 
 
 _out = sys.stdout  # the commands' own output; everything else (Airflow's logs) goes to stderr
@@ -71,24 +61,13 @@ def _logs_to_stderr() -> Iterator[None]:
         sys.stdout = _out
 
 
-def _set_log_level(verbose: bool) -> None:
-    """Warnings and errors only (this process's lines are the output), INFO with --verbose."""
-    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO" if verbose else "WARNING"  # this process only
-    import airflow.sdk  # noqa: F401  (configures Airflow's logging; ours comes after)
-
-    level = logging.INFO if verbose else logging.WARNING
-    logging.getLogger().setLevel(level)
-    for name in ("acc_buildpass", "airflow", "botocore", "urllib3"):
-        logging.getLogger(name).setLevel(level)
-
-
 # -- commands -----------------------------------------------------------------------------------
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from acc_buildpass import runtime as commands
 
-    _use_metadata_db()
+    runtime.use_metadata_db()
     pool = args.pool or os.environ.get("ACC_BUILDPASS_POOL") or DEFAULT_POOL
     findings = commands.check(pool, _pool_exists)
     for finding in findings:
@@ -104,7 +83,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from acc_buildpass.pipeline import dry_run
 
     window = _window(args)
-    _use_metadata_db()
+    runtime.use_metadata_db()
     with _progress("plan", every=args.progress_pages) as progress:
         _, plans = commands.plan(window, args.project, progress)
     if args.json:
@@ -138,7 +117,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from acc_buildpass.pipeline import replay as replay_step
 
     window = _window(args)
-    _use_metadata_db()
+    runtime.use_metadata_db()
     with _progress("replay") as progress:
         result, written = commands.replay(window, args.project, progress)
     print(f"replay: report written to {written}", file=sys.stderr)
@@ -158,7 +137,7 @@ def cmd_projects(args: argparse.Namespace) -> int:
     target = Path(args.write_config) if args.write_config else None
     if target is not None and target.exists() and not args.force:
         raise UsageError(f"{target} exists: pass --force to overwrite it")
-    _use_metadata_db()
+    runtime.use_metadata_db()
     config: PipelineConfig | None = None
     try:
         config = load_config()
@@ -227,7 +206,7 @@ def cmd_follow_edits(args: argparse.Namespace) -> int:
         until = parse_time(args.until) if args.until else datetime.now(UTC)
     except ValueError as exc:
         raise UsageError(f"--until: {exc}; give an ISO 8601 time") from None
-    _use_metadata_db()
+    runtime.use_metadata_db()
     config = load_config()
     acc = build_acc(config, config.acc_conn_id)
     buildpass = build_buildpass(config, config.buildpass_conn_id)
@@ -376,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # exits 2 on a usage error, 0 on --help
     with _logs_to_stderr():
-        _set_log_level(args.verbose)
+        runtime.set_up_logging(args.verbose)
         return _run(args)
 
 

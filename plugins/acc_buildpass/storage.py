@@ -243,3 +243,12 @@ def _default(value: Any) -> Any:
     if hasattr(value, "__dataclass_fields__"):
         return asdict(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """An S3 failure in a few words (its type and S3's error code), never its message: a page
+    or a log line may show it."""
+    what = type(exc).__name__
+    if isinstance(exc, ClientError):
+        what += " " + str(exc.response.get("Error", {}).get("Code", ""))
+    return what.strip()

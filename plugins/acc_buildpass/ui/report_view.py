@@ -21,7 +21,6 @@ from typing import Any
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import requires_access_dag
-from botocore.exceptions import ClientError
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
@@ -30,7 +29,7 @@ from acc_buildpass.config import PipelineConfig, resolve_window
 from acc_buildpass.errors import ConfigError
 from acc_buildpass.models import Window
 from acc_buildpass.settings import COPY_DAG_ID, DEFAULT_ACTION, OPERATIONS_DAG_ID, VARIABLE
-from acc_buildpass.storage import Layout, Store
+from acc_buildpass.storage import Layout, Store, describe_failure
 
 DAG_ID = COPY_DAG_ID  # the tab shows on every DAG's runs: only this one's have a report
 HEADERS = {
@@ -131,10 +130,7 @@ def _read(conf: Any, interval_start: Any, interval_end: Any, key_of: Callable[[L
     try:
         report = _store(config, layout).get_json(key)
     except Exception as exc:  # S3 down, credentials refused: say so, but not the exception's text
-        what = type(exc).__name__
-        if isinstance(exc, ClientError):
-            what += " " + str(exc.response.get("Error", {}).get("Code", ""))
-        return Located(where, problem=f"The report could not be read ({what.strip()}).")
+        return Located(where, problem=f"The report could not be read ({describe_failure(exc)}).")
     if report is None:
         return Located(where, problem="No report has been written for this run's window yet.")
     return Located(where, report=report)

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -67,7 +68,10 @@ class Deployment:
         self.workers = workers
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.pg_port, self.redis_port, self.api_port = free_ports(3)
-        self.pg_dir = root / "pg"
+        # As root, PostgreSQL runs as the postgres user, who may not enter the checkout (a home
+        # directory is mode 700): its data and socket live in a directory of its own under /tmp.
+        self.pg_home = Path(tempfile.mkdtemp(prefix="acc-buildpass-pg-")) if os.geteuid() == 0 else root
+        self.pg_dir = self.pg_home / "pg"
         self.pg_bin = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
         self.pg_started = False
 
@@ -78,10 +82,10 @@ class Deployment:
 
     def start_postgres(self) -> None:
         self.pg_dir.mkdir(parents=True)
-        sockets = self.root / "pg-socket"
+        sockets = self.pg_home / "pg-socket"
         sockets.mkdir()
         if os.geteuid() == 0:
-            for path in (self.root, self.pg_dir, sockets):
+            for path in (self.pg_home, self.pg_dir, sockets):
                 shutil.chown(path, "postgres", "postgres")
         subprocess.run(
             self._as_postgres(
@@ -135,6 +139,8 @@ class Deployment:
                 stdout=subprocess.DEVNULL,
             )
             self.pg_started = False
+        if self.pg_home != self.root:
+            shutil.rmtree(self.pg_home, ignore_errors=True)
 
     # -- Airflow -----------------------------------------------------------------------------
 

@@ -109,6 +109,21 @@ class TransportError(ApiError):
         super().__init__(message, **kw)  # type: ignore[arg-type]
 
 
+class StorageError(AccBuildPassError):
+    """An object-storage call failed; its message is the underlying error's, so a finding can quote it.
+
+    :param operation: the S3 call that failed (``HeadBucket``, ``PutObject``, ``DeleteObject``...)
+    :param code: S3's error code, empty when S3 gave none
+    :param unreachable: True when no answer came at all (endpoint, network, credentials not found)
+    """
+
+    def __init__(self, message: str, *, operation: str, code: str = "", unreachable: bool = False) -> None:
+        self.operation = operation
+        self.code = code
+        self.unreachable = unreachable
+        super().__init__(message)
+
+
 class InvalidPhoto(AccBuildPassError):
     """One photo cannot be copied as it is; ``photo_id`` and ``reason`` go into the report."""
 

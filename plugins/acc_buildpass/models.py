@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from acc_buildpass.errors import InvalidPhoto
@@ -13,6 +14,56 @@ from acc_buildpass.errors import InvalidPhoto
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 MEDIA_TYPES = ("NORMAL", "INFRARED", "PHOTOSPHERE", "VIDEO")
+
+
+# The statuses below are stored (outcome JSON, reports, the ledger) and passed as XComs by their
+# values: a value never changes. Where two vocabularies share a concept they share its value.
+
+
+class PhotoStatus(StrEnum):
+    """What happened to one photo in one step (extract's verdict, stage, publish)."""
+
+    STAGED = "staged"  # its bytes are in object storage, verified
+    PRESENT = "present"  # already in BuildPass: nothing sent
+    CREATED = "created"  # created in BuildPass by this step
+    SKIPPED = "skipped"  # not copied on purpose (deleted in ACC, a mediaType not copied)
+    FAILED = "failed"  # the reason says why
+
+
+class LedgerState(StrEnum):
+    """The ``state`` of a ledger entry."""
+
+    INTENT = "intent"  # single mode: attachments uploaded, the create not yet confirmed
+    CREATED = "created"  # the photo is in BuildPass
+
+
+class ReplayStatus(StrEnum):
+    """What came of one photo a window's report lists as failed, after ``replay``."""
+
+    CREATED = PhotoStatus.CREATED.value  # now in BuildPass, created by this replay
+    PRESENT = PhotoStatus.PRESENT.value  # already in BuildPass (an earlier replay or run got it there)
+    STILL_FAILED = PhotoStatus.FAILED.value  # still failed; the reason says why
+    DELETED = "deleted"  # deleted in ACC since: nothing to copy
+    SKIPPED = PhotoStatus.SKIPPED.value  # no longer copied under the Variable (e.g. its mediaType)
+    NOT_REPLAYABLE = "not_replayable"  # a report entry that names no photo ("*", "batch ...") or an unmapped project
+
+
+class EditStatus(StrEnum):
+    """What ``follow-edits`` did with one copied photo."""
+
+    PATCHED = "patched"
+    WOULD_PATCH = "would_patch"  # a dry run's PATCHED
+    UNCHANGED = "unchanged"
+    DELETED_IN_ACC = "deleted_in_acc"
+    FAILED = PhotoStatus.FAILED.value
+
+
+class CheckStatus(StrEnum):
+    """One finding of ``acc-buildpass check``."""
+
+    OK = "OK"
+    PROBLEM = "PROBLEM"
+    SKIP = "SKIP"
 
 
 def valid_id(value: object) -> bool:
@@ -207,13 +258,10 @@ class Batch:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one photo in one step.
-
-    status: staged | present (already in BuildPass) | created | skipped | failed
-    """
+    """What happened to one photo in one step."""
 
     photo_id: str
-    status: str
+    status: PhotoStatus
     reason: str = ""
     size: int | None = None
     sha256: str | None = None
@@ -222,4 +270,4 @@ class Outcome:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Outcome:
-        return cls(**raw)
+        return cls(**{**raw, "status": PhotoStatus(raw["status"])})

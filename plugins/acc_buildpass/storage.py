@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
-from botocore.exceptions import ClientError
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError
 
-from acc_buildpass.errors import ConfigError
-from acc_buildpass.models import AccPhoto, Window, valid_id
+from acc_buildpass.errors import ConfigError, StorageError
+from acc_buildpass.models import AccPhoto, LedgerState, Window, valid_id
 
 MANIFEST_COLUMNS = [
     "id",
@@ -39,6 +41,16 @@ MANIFEST_COLUMNS = [
     "created_at",
     "taken_at",
 ]
+
+# Multipart to S3 from 16 MiB, in 8 MiB parts, two at a time and at most two read ahead: about
+# 16 MiB of buffers per upload (boto3's defaults hold up to 80 MiB for each of our download threads).
+_TRANSFER = TransferConfig(
+    multipart_threshold=16 * 1024 * 1024,
+    multipart_chunksize=8 * 1024 * 1024,
+    max_concurrency=2,
+)
+_TRANSFER.max_in_memory_upload_chunks = 2  # an s3transfer setting boto3's constructor does not take
+PROBE_BODY = b"acc-buildpass check\n"
 
 
 def _part(value: str, what: str) -> str:
@@ -83,31 +95,26 @@ class Layout:
         """Where the DAG ``acc_buildpass_operations`` writes a plan, for the run's Copy report tab."""
         return self.window_key(window, "plan.json")
 
+    def _per_target(self, kind: str, builder_id: str, buildpass_project_id: str, *parts: str) -> str:
+        """A key under ``{kind}/{builder_id}/{buildpass_project_id}/``: what one BuildPass project holds."""
+        return self._key(kind, _part(builder_id, "builder id"), _part(buildpass_project_id, "project id"), *parts)
+
     def ledger(self, builder_id: str, buildpass_project_id: str, photo_id: str) -> str:
-        return self._key(
-            "ledger",
-            _part(builder_id, "builder id"),
-            _part(buildpass_project_id, "project id"),
-            f"{_part(photo_id, 'photo id')}.json",
-        )
+        return self._per_target("ledger", builder_id, buildpass_project_id, f"{_part(photo_id, 'photo id')}.json")
 
     def ledger_prefix(self, builder_id: str, buildpass_project_id: str) -> str:
-        return self._key("ledger", _part(builder_id, "builder id"), _part(buildpass_project_id, "project id")) + "/"
+        return self._per_target("ledger", builder_id, buildpass_project_id) + "/"
 
     def follow_links(self, builder_id: str, buildpass_project_id: str, acc_project_id: str) -> str:
-        return self._key(
-            "follow",
-            _part(builder_id, "builder id"),
-            _part(buildpass_project_id, "project id"),
-            f"{_part(acc_project_id, 'project id')}.json",
-        )
+        name = f"{_part(acc_project_id, 'project id')}.json"
+        return self._per_target("follow", builder_id, buildpass_project_id, name)
 
     def probe(self, token: str) -> str:
         return self._key("check", f"probe-{_part(token, 'probe token')}")
 
 
 class Store:
-    """Small typed reads and writes over one bucket (boto3 client injected)."""
+    """Every read and write of object storage, over one bucket (boto3 client injected)."""
 
     def __init__(self, s3: Any, layout: Layout) -> None:
         self.s3 = s3
@@ -127,6 +134,34 @@ class Store:
                 f"staging bucket {self.bucket!r} is not usable ({code or exc}): create it or fix "
                 "'staging_bucket' in the Variable and the connection acc_buildpass_staging"
             ) from None
+
+    def probe(self, key: str) -> None:
+        """The bucket is there and takes a write and a delete: one small object under ``key``,
+        written and deleted at once.
+
+        :raises ConfigError: the bucket does not exist or is not usable (as :meth:`check_bucket`)
+        :raises StorageError: S3 did not answer, or refused the write or the delete
+        """
+        _translated("HeadBucket", self.check_bucket)
+        _translated("PutObject", lambda: self.s3.put_object(Bucket=self.bucket, Key=key, Body=PROBE_BODY))
+        _translated("DeleteObject", lambda: self.s3.delete_object(Bucket=self.bucket, Key=key))
+
+    def put_staged(self, key: str, stream: IO[bytes], size: int, content_type: str, metadata: dict[str, str]) -> None:
+        """Put a photo's verified bytes: one PUT under 16 MiB, else a multipart upload whose buffers
+        stay bounded (:data:`_TRANSFER`).
+
+        :param stream: the bytes, from their start; ``size`` of them
+        """
+        extra = {"ContentType": content_type, "Metadata": metadata}
+        if size < _TRANSFER.multipart_threshold:
+            # One PUT: boto3's transfer manager starts threads and futures for every file.
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=stream, ContentLength=size, **extra)
+        else:
+            self.s3.upload_fileobj(stream, self.bucket, key, ExtraArgs=extra, Config=_TRANSFER)
+
+    def open_object(self, key: str) -> IO[bytes]:
+        """The object's bytes as a stream read from S3 as it is consumed (never held whole)."""
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]  # type: ignore[no-any-return]
 
     def put_json(self, key: str, payload: Any) -> None:
         body = json.dumps(payload, indent=1, default=_default, ensure_ascii=False).encode()
@@ -155,7 +190,7 @@ class Store:
     def published(self, builder_id: str, buildpass_project_id: str, photo_id: str) -> bool:
         """True when the ledger says the photo is in BuildPass (not merely being created)."""
         entry = self.get_json(self.layout.ledger(builder_id, buildpass_project_id, photo_id))
-        return isinstance(entry, dict) and entry.get("state") == "created"
+        return isinstance(entry, dict) and entry.get("state") == LedgerState.CREATED
 
     def first_attempt(self, marker: str) -> bool:
         """True the first time a step asks with this marker key (the marker is then written)."""
@@ -230,6 +265,17 @@ class Store:
 
 def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _translated(operation: str, call: Callable[[], object]) -> None:
+    """Run one S3 call; its botocore failure becomes our :class:`StorageError`."""
+    try:
+        call()
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        raise StorageError(str(exc), operation=operation, code=code) from exc
+    except BotoCoreError as exc:
+        raise StorageError(str(exc), operation=operation, unreachable=True) from exc
 
 
 def _missing(exc: ClientError) -> bool:

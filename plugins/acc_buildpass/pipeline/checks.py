@@ -10,19 +10,18 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from acc_buildpass.clients.acc import AccClient
 from acc_buildpass.clients.buildpass import BuildPassClient
 from acc_buildpass.config import PipelineConfig
-from acc_buildpass.errors import ApiError, AuthError, ConfigError, RefreshTokenRejected, one_line
+from acc_buildpass.errors import ApiError, AuthError, ConfigError, RefreshTokenRejected, StorageError, one_line
+from acc_buildpass.models import CheckStatus, ProjectMapping
 from acc_buildpass.pipeline.extract import (
     acc_mapping_problem,
     buildpass_mapping_problem,
 )
 from acc_buildpass.storage import Store
 
-OK, PROBLEM, SKIP = "OK", "PROBLEM", "SKIP"
+OK, PROBLEM, SKIP = CheckStatus.OK, CheckStatus.PROBLEM, CheckStatus.SKIP  # the names runtime.py uses
 
 
 POOL_HINT = '"BuildPass: 100 requests / 10 s per IP"'
@@ -32,7 +31,7 @@ POOL_HINT = '"BuildPass: 100 requests / 10 s per IP"'
 class Finding:
     """One line of ``check``: what was looked at and, for a problem, what to fix."""
 
-    status: str  # OK, PROBLEM or SKIP
+    status: CheckStatus
     subject: str
     message: str
 
@@ -102,28 +101,26 @@ def check_buildpass_sign_in(buildpass: BuildPassClient, conn_id: str) -> list[Fi
 def check_staging(store: Store, conn_id: str) -> list[Finding]:
     """The bucket exists and takes a write and a delete under the prefix."""
     subject = f"staging s3://{store.bucket}/{store.layout.prefix}/"
-    try:
-        store.check_bucket()
-    except ConfigError as exc:
-        return [problem(subject, str(exc))]
-    except BotoCoreError as exc:
-        return [problem(subject, f"S3 not reachable ({one_line(exc)}): fix extra.endpoint_url of connection {conn_id}")]
     key = store.layout.probe(secrets.token_hex(8))
     try:
-        store.s3.put_object(Bucket=store.bucket, Key=key, Body=b"acc-buildpass check\n")
-        store.s3.delete_object(Bucket=store.bucket, Key=key)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "") or one_line(exc)
-        return [
-            problem(
-                subject,
-                f"cannot write and delete {key} ({code}): give the credentials of connection {conn_id} "
-                "s3:PutObject, s3:GetObject, s3:DeleteObject and s3:ListBucket on the bucket",
-            )
-        ]
-    except BotoCoreError as exc:
-        return [problem(subject, f"S3 write failed ({one_line(exc)}): fix connection {conn_id}")]
+        store.probe(key)
+    except ConfigError as exc:
+        return [problem(subject, str(exc))]
+    except StorageError as exc:
+        return [problem(subject, _staging_problem(exc, key, conn_id))]
     return [Finding(OK, subject, "bucket exists; a probe object was written and deleted")]
+
+
+def _staging_problem(exc: StorageError, key: str, conn_id: str) -> str:
+    """What to fix when the probe failed: where S3 is, or what the credentials may do."""
+    if exc.operation == "HeadBucket":
+        return f"S3 not reachable ({one_line(exc)}): fix extra.endpoint_url of connection {conn_id}"
+    if exc.unreachable:
+        return f"S3 write failed ({one_line(exc)}): fix connection {conn_id}"
+    return (
+        f"cannot write and delete {key} ({exc.code or one_line(exc)}): give the credentials of connection "
+        f"{conn_id} s3:PutObject, s3:GetObject, s3:DeleteObject and s3:ListBucket on the bucket"
+    )
 
 
 def check_mappings(acc: AccClient | None, buildpass: BuildPassClient | None, config: PipelineConfig) -> list[Finding]:
@@ -137,25 +134,46 @@ def check_mappings(acc: AccClient | None, buildpass: BuildPassClient | None, con
     if buildpass is None:
         findings.append(Finding(SKIP, "BuildPass projects", "not checked: the BuildPass sign-in failed"))
     for i, mapping in enumerate(config.projects):
-        if acc is not None:
-            subject = f"projects[{i}].acc_project_id {mapping.acc_project_id}"
-            try:
-                found = acc_mapping_problem(acc, i, mapping)
-            except ApiError as exc:
-                found = f"projects[{i}].acc_project_id {mapping.acc_project_id!r}: ACC refused it ({one_line(exc)})"
-            findings.append(
-                problem(subject, found) if found else Finding(OK, subject, "ACC project visible to the user")
-            )
-        if buildpass is not None:
-            subject = f"projects[{i}] {mapping.builder_id}/{mapping.buildpass_project_id}"
-            try:
-                found = buildpass_mapping_problem(buildpass, i, mapping)
-            except ApiError as exc:
-                found = f"projects[{i}].buildpass_project_id {mapping.buildpass_project_id!r}: {one_line(exc)}"
-            folder = f", folder {mapping.buildpass_folder_id}" if mapping.buildpass_folder_id else ""
-            ok = Finding(OK, subject, f"BuildPass builder and project{folder} exist")
-            findings.append(problem(subject, found) if found else ok)
+        findings += _mapping_findings(acc, buildpass, i, mapping)
     return findings
+
+
+def _mapping_findings(
+    acc: AccClient | None, buildpass: BuildPassClient | None, i: int, mapping: ProjectMapping
+) -> list[Finding]:
+    """Mapping ``i`` looked up on each side whose client is given."""
+    findings: list[Finding] = []
+    if acc is not None:
+        findings.append(
+            _mapping_finding(
+                f"projects[{i}].acc_project_id {mapping.acc_project_id}",
+                lambda: acc_mapping_problem(acc, i, mapping),
+                lambda exc: f"projects[{i}].acc_project_id {mapping.acc_project_id!r}: ACC refused it ({exc})",
+                "ACC project visible to the user",
+            )
+        )
+    if buildpass is not None:
+        folder = f", folder {mapping.buildpass_folder_id}" if mapping.buildpass_folder_id else ""
+        findings.append(
+            _mapping_finding(
+                f"projects[{i}] {mapping.builder_id}/{mapping.buildpass_project_id}",
+                lambda: buildpass_mapping_problem(buildpass, i, mapping),
+                lambda exc: f"projects[{i}].buildpass_project_id {mapping.buildpass_project_id!r}: {exc}",
+                f"BuildPass builder and project{folder} exist",
+            )
+        )
+    return findings
+
+
+def _mapping_finding(
+    subject: str, find: Callable[[], str | None], refused: Callable[[str], str], found_fine: str
+) -> Finding:
+    """:param find: what to fix, or None; may raise ApiError, which ``refused`` words from its one line"""
+    try:
+        found = find()
+    except ApiError as exc:
+        found = refused(one_line(exc))
+    return problem(subject, found) if found else Finding(OK, subject, found_fine)
 
 
 def check_pool(pool: str, lookup: Callable[[str], bool]) -> Finding:

@@ -13,11 +13,8 @@ from typing import Any
 from acc_buildpass.clients.acc import AccClient
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.errors import ConfigError
-from acc_buildpass.models import ProjectMapping, Window, format_time
-from acc_buildpass.pipeline.extract import (
-    acc_mapping_problem,
-    triage,
-)
+from acc_buildpass.models import PhotoStatus, ProjectMapping, Window, format_time
+from acc_buildpass.pipeline.extract import UNREADABLE, acc_mapping_problem, triage
 from acc_buildpass.storage import Store
 
 
@@ -84,8 +81,8 @@ def plan_project(
     for photo, _, verdict in triage(listing, config.media_types):
         result.found += 1
         if verdict or photo is None:
-            status, reason = verdict or ("failed", "unreadable ACC record")
-            (result.skipped if status == "skipped" else result.will_fail)[reason] += 1
+            status, reason = verdict or UNREADABLE
+            (result.skipped if status == PhotoStatus.SKIPPED else result.will_fail)[reason] += 1
             continue
         result.eligible += 1
         if photo.id in in_ledger and store.published(mapping.builder_id, mapping.buildpass_project_id, photo.id):

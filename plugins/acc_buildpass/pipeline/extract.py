@@ -11,7 +11,7 @@ from acc_buildpass.clients.acc import AccClient
 from acc_buildpass.clients.buildpass import BuildPassClient
 from acc_buildpass.config import PipelineConfig, ProjectMapping
 from acc_buildpass.errors import AuthError, ConfigError, InvalidPhoto, NotFound
-from acc_buildpass.models import MEDIA_TYPES, AccPhoto, Batch, Window
+from acc_buildpass.models import MEDIA_TYPES, AccPhoto, Batch, PhotoStatus, Window
 from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)
@@ -93,20 +93,24 @@ def resolve_folder(buildpass: BuildPassClient, mapping: ProjectMapping, name: st
     return oldest.id
 
 
-def classify(photo: AccPhoto, allowed: tuple[str, ...]) -> tuple[str, str] | None:
+Verdict = tuple[PhotoStatus, str]  # (skipped or failed, why) for a photo that will not be copied
+UNREADABLE: Verdict = (PhotoStatus.FAILED, "unreadable ACC record")
+
+
+def classify(photo: AccPhoto, allowed: tuple[str, ...]) -> Verdict | None:
     """(status, reason) for a photo that will not be copied, or None when it will."""
     if photo.deleted_at is not None:
-        return "skipped", "deleted in ACC"
+        return PhotoStatus.SKIPPED, "deleted in ACC"
     if photo.media_type not in MEDIA_TYPES:
-        return "failed", f"unknown mediaType {photo.media_type!r} (known: {', '.join(MEDIA_TYPES)})"
+        return PhotoStatus.FAILED, f"unknown mediaType {photo.media_type!r} (known: {', '.join(MEDIA_TYPES)})"
     if photo.media_type not in allowed:
-        return "skipped", f"mediaType {photo.media_type} not copied"
+        return PhotoStatus.SKIPPED, f"mediaType {photo.media_type} not copied"
     return None
 
 
 def triage(
     items: Iterable[AccPhoto | InvalidPhoto], allowed: tuple[str, ...]
-) -> Iterator[tuple[AccPhoto | None, str, tuple[str, str] | None]]:
+) -> Iterator[tuple[AccPhoto | None, str, Verdict | None]]:
     """Each listed record once, as (photo or None, photo id, verdict from :func:`classify`).
 
     A record that cannot be read has no photo and the verdict ("failed", why); a photo listed
@@ -115,7 +119,7 @@ def triage(
     seen: set[str] = set()
     for item in items:
         if isinstance(item, InvalidPhoto):
-            yield None, item.photo_id or "<no id>", ("failed", f"unreadable ACC record: {item.reason}")
+            yield None, item.photo_id or "<no id>", (PhotoStatus.FAILED, f"unreadable ACC record: {item.reason}")
             continue
         if item.id in seen:
             log.warning("ACC listed photo %s twice; keeping one", item.id)
@@ -149,8 +153,8 @@ def extract_project(
     for photo, photo_id, verdict in triage(listing, config.media_types):
         found += 1
         if verdict or photo is None:
-            status, reason = verdict or ("failed", "unreadable ACC record")
-            (skipped if status == "skipped" else failed).append({"photo_id": photo_id, "reason": reason})
+            status, reason = verdict or UNREADABLE
+            (skipped if status == PhotoStatus.SKIPPED else failed).append({"photo_id": photo_id, "reason": reason})
             continue
         buffer.append(replace(photo, file_url=None))  # signed URLs expire long before staging
         if len(buffer) >= config.batch_size:

@@ -43,19 +43,19 @@ from acc_buildpass.clients.buildpass import BuildPassClient, BuildPassPhoto
 from acc_buildpass.config import PipelineConfig, ProjectMapping
 from acc_buildpass.errors import ApiError, Gone, InvalidPhoto, NotFound
 from acc_buildpass.mapping import content_type_of, edited_fields
-from acc_buildpass.models import AccPhoto, format_time, parse_time
+from acc_buildpass.models import AccPhoto, EditStatus, LedgerState, format_time, parse_time
 from acc_buildpass.settings import DELETE_POLICIES
 from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)
 
-# What each photo looked at came to.
+# What each photo looked at came to (the names cli/render.py uses).
 PATCHED, WOULD_PATCH, UNCHANGED, DELETED_IN_ACC, FAILED = (
-    "patched",
-    "would_patch",
-    "unchanged",
-    "deleted_in_acc",
-    "failed",
+    EditStatus.PATCHED,
+    EditStatus.WOULD_PATCH,
+    EditStatus.UNCHANGED,
+    EditStatus.DELETED_IN_ACC,
+    EditStatus.FAILED,
 )
 NO_PHOTO_DELETE = (
     "BuildPass documents no DELETE of one photo (GET and PATCH only; the bulk-upsert DELETE would archive "
@@ -69,13 +69,14 @@ class EditOutcome:
 
     acc_project_id: str
     photo_id: str
-    status: str
+    status: EditStatus
     buildpass_photo_id: str | None = None
     changes: tuple[str, ...] = ()
     reason: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["status"] = self.status.value
         data["changes"] = list(self.changes)
         return data
 
@@ -91,7 +92,7 @@ class ProjectEdits:
         return {
             "listed": self.listed,
             "looked_at": len(self.outcomes),
-            **{status: by_status[status] for status in (PATCHED, WOULD_PATCH, UNCHANGED, DELETED_IN_ACC, FAILED)},
+            **{status.value: by_status[status] for status in EditStatus},
         }
 
 
@@ -124,7 +125,7 @@ def changes_for(photo: AccPhoto, current: BuildPassPhoto) -> dict[str, Any]:
 
 
 def _link_from_ledger(entry: Any, active: dict[str, BuildPassPhoto], by_key: dict[str, str]) -> str | None:
-    if not isinstance(entry, dict) or entry.get("state") != "created":
+    if not isinstance(entry, dict) or entry.get("state") != LedgerState.CREATED:
         return None
     photo_id = entry.get("buildpass_photo_id")
     if isinstance(photo_id, str) and photo_id in active:
@@ -147,26 +148,86 @@ def follow_project(
 ) -> ProjectEdits:
     """Follow one mapping's edits over photos created in ``[since, until)``."""
     result = ProjectEdits(mapping)
-    acc_project = mapping.acc_project_id
     copied = store.ledger_ids(mapping.builder_id, mapping.buildpass_project_id)
-    links_key = store.layout.follow_links(mapping.builder_id, mapping.buildpass_project_id, acc_project)
+    links_key = store.layout.follow_links(mapping.builder_id, mapping.buildpass_project_id, mapping.acc_project_id)
     cached = store.get_json(links_key)
     links: dict[str, dict[str, str]] = cached.get("links", {}) if isinstance(cached, dict) else {}
+    listed = _copied_in_acc(acc, mapping, since, until, copied, result)
+    _add_deleted_linked(acc, mapping, since, until, listed, {i: v for i, v in links.items() if i in copied})
+    gallery = _Gallery.of(buildpass.list_photos(mapping.builder_id, mapping.buildpass_project_id))
+    from_ledger = _ledger_links(store, config, mapping, listed, links, gallery)
 
+    new_links: dict[str, dict[str, str]] = {}
+    for photo_id, photo in sorted(listed.items(), key=lambda kv: (kv[1].created_at, kv[0])):
+        cached_id = links.get(photo_id, {}).get("buildpass_photo_id")
+        bp_id = (
+            cached_id
+            if cached_id in gallery.active
+            else from_ledger.get(photo_id)
+            or gallery.by_source.get(photo_id)
+            or (cached_id if photo.deleted_at else None)
+        )
+        if bp_id:
+            new_links[photo_id] = {"buildpass_photo_id": bp_id, "created_at": format_time(photo.created_at)}
+        result.outcomes.append(
+            _follow_photo(
+                buildpass, mapping, photo, bp_id, gallery.active, delete_policy=delete_policy, dry_run=dry_run
+            )
+        )
+    if not dry_run and new_links != links:
+        store.put_json(links_key, {"links": new_links, "until": format_time(until)})
+    counts = result.counts()
+    log.info("%s: %s", mapping.label, ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return result
+
+
+@dataclass(frozen=True)
+class _Gallery:
+    """A BuildPass project's photos now: by id, and the ids by attachment key and by externalSourceId."""
+
+    active: dict[str, BuildPassPhoto]
+    by_key: dict[str, str]
+    by_source: dict[str, str]
+
+    @classmethod
+    def of(cls, photos: list[BuildPassPhoto]) -> _Gallery:
+        return cls(
+            active={p.id: p for p in photos},
+            by_key={p.key: p.id for p in photos if p.key},
+            by_source={p.external_source_id: p.id for p in photos if p.external_source_id},
+        )
+
+
+def _copied_in_acc(
+    acc: AccClient, mapping: ProjectMapping, since: datetime, until: datetime, copied: set[str], result: ProjectEdits
+) -> dict[str, AccPhoto]:
+    """The copied photos ACC lists in the period, soft-deleted ones included; counts every record
+    listed in ``result``, and reports a copied photo whose record cannot be read."""
     listed: dict[str, AccPhoto] = {}
-    for item in acc.iter_photos(acc_project, since, until):
+    for item in acc.iter_photos(mapping.acc_project_id, since, until):
         result.listed += 1
         if isinstance(item, InvalidPhoto):
             if item.photo_id in copied:
-                result.outcomes.append(
-                    EditOutcome(acc_project, item.photo_id, FAILED, reason=f"unreadable ACC record: {item.reason}")
-                )
+                reason = f"unreadable ACC record: {item.reason}"
+                result.outcomes.append(EditOutcome(mapping.acc_project_id, item.photo_id, FAILED, reason=reason))
             continue
         if item.id in copied:
             listed.setdefault(item.id, item)
-    # ACC may leave deleted photos out of listings: one linked earlier that is gone is asked for.
+    return listed
+
+
+def _add_deleted_linked(
+    acc: AccClient,
+    mapping: ProjectMapping,
+    since: datetime,
+    until: datetime,
+    listed: dict[str, AccPhoto],
+    links: dict[str, dict[str, str]],
+) -> None:
+    """ACC may leave deleted photos out of listings: each photo linked earlier, created in the
+    period and gone from the listing is asked for, and added to ``listed`` when deleted."""
     for photo_id, link in links.items():
-        if photo_id in listed or photo_id not in copied:
+        if photo_id in listed:
             continue
         try:
             created = parse_time(link.get("created_at"))
@@ -175,48 +236,41 @@ def follow_project(
         if not since <= created < until:
             continue
         try:
-            photo = acc.get_photo(acc_project, photo_id)
+            photo = acc.get_photo(mapping.acc_project_id, photo_id)
         except (Gone, NotFound):
-            listed[photo_id] = AccPhoto(photo_id, acc_project, "", "", None, "", created, None, until)
+            listed[photo_id] = AccPhoto(photo_id, mapping.acc_project_id, "", "", None, "", created, None, until)
             continue
         if photo.deleted_at is not None:
             listed[photo_id] = photo  # otherwise it moved out of the period (its createdAt changed)
 
-    active = {p.id: p for p in buildpass.list_photos(mapping.builder_id, mapping.buildpass_project_id)}
-    by_key = {p.key: p.id for p in active.values() if p.key}
-    by_source = {p.external_source_id: p.id for p in active.values() if p.external_source_id}
 
-    unlinked = [i for i in listed if links.get(i, {}).get("buildpass_photo_id") not in active and i not in by_source]
+def _ledger_links(
+    store: Store,
+    config: PipelineConfig,
+    mapping: ProjectMapping,
+    listed: dict[str, AccPhoto],
+    links: dict[str, dict[str, str]],
+    gallery: _Gallery,
+) -> dict[str, str | None]:
+    """The BuildPass photo the ledger links each photo to, for those no link or externalSourceId
+    links already; a photo the ledger holds only an intent for is dropped from ``listed``."""
+    unlinked = [
+        i
+        for i in listed
+        if links.get(i, {}).get("buildpass_photo_id") not in gallery.active and i not in gallery.by_source
+    ]
+    from_ledger: dict[str, str | None] = {}
     with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="ledger") as pool:
         entries = pool.map(
             lambda i: store.get_json(store.layout.ledger(mapping.builder_id, mapping.buildpass_project_id, i)),
             unlinked,
         )
-        from_ledger: dict[str, str | None] = {}
         for photo_id, entry in zip(unlinked, entries, strict=True):
-            if isinstance(entry, dict) and entry.get("state") != "created":
+            if isinstance(entry, dict) and entry.get("state") != LedgerState.CREATED:
                 del listed[photo_id]  # only an intent: not copied (the copy's report says why), nothing to follow
             else:
-                from_ledger[photo_id] = _link_from_ledger(entry, active, by_key)
-
-    new_links: dict[str, dict[str, str]] = {}
-    for photo_id, photo in sorted(listed.items(), key=lambda kv: (kv[1].created_at, kv[0])):
-        cached_id = links.get(photo_id, {}).get("buildpass_photo_id")
-        bp_id = (
-            cached_id
-            if cached_id in active
-            else from_ledger.get(photo_id) or by_source.get(photo_id) or (cached_id if photo.deleted_at else None)
-        )
-        if bp_id:
-            new_links[photo_id] = {"buildpass_photo_id": bp_id, "created_at": format_time(photo.created_at)}
-        result.outcomes.append(
-            _follow_photo(buildpass, mapping, photo, bp_id, active, delete_policy=delete_policy, dry_run=dry_run)
-        )
-    if not dry_run and new_links != links:
-        store.put_json(links_key, {"links": new_links, "until": format_time(until)})
-    counts = result.counts()
-    log.info("%s: %s", mapping.label, ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return result
+                from_ledger[photo_id] = _link_from_ledger(entry, gallery.active, gallery.by_key)
+    return from_ledger
 
 
 def _follow_photo(
@@ -298,7 +352,7 @@ def follow_edits(
         }
         for p in projects
     ]
-    count_keys = ("listed", "looked_at", PATCHED, WOULD_PATCH, UNCHANGED, DELETED_IN_ACC, FAILED)
+    count_keys = ("listed", "looked_at", *(status.value for status in EditStatus))
     return {
         "since": format_time(since),
         "until": format_time(until),

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import IO, Any
+from typing import Any
 
 from acc_buildpass.clients.buildpass import Attachment, BuildPassClient, BuildPassPhoto
 from acc_buildpass.clients.multipart import FilePart
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.errors import ApiError, BadRequest, ServerError, TransportError
 from acc_buildpass.mapping import Target, create_photo, file_name, upsert_photo
-from acc_buildpass.models import AccPhoto, Batch, Outcome
+from acc_buildpass.models import AccPhoto, Batch, LedgerState, Outcome, PhotoStatus
 from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,12 @@ class _Staged:
         self._store = store
 
     def part(self) -> FilePart:
-        def open_stream() -> IO[bytes]:
-            return self._store.s3.get_object(Bucket=self._store.bucket, Key=self.key)["Body"]  # type: ignore[no-any-return]
-
         return FilePart(
             "file",
             file_name(self.photo, self.content_type),
             self.content_type,
             int(self.outcome.size or 0),
-            open_stream,
+            partial(self._store.open_object, self.key),
         )
 
 
@@ -107,6 +105,7 @@ def _upload_all(
 def publish_bulk(
     bp: BuildPassClient, store: Store, config: PipelineConfig, batch: Batch, ready: list[_Staged]
 ) -> list[Outcome]:
+    """Upload the attachments, then ``bulk-upsert`` the photos in chunks, idempotent per photo."""
     outcomes: list[Outcome] = []
     uploaded = _upload_all(bp, batch, ready, config)
     entries: list[tuple[_Staged, dict[str, Any]]] = []
@@ -117,53 +116,61 @@ def publish_bulk(
                 (staged, upsert_photo(staged.photo, staged.content_type, attachment.as_reference(), sequence))
             )
         else:
-            outcomes.append(Outcome(staged.photo.id, "failed", reason=str(attachment)))
+            outcomes.append(Outcome(staged.photo.id, PhotoStatus.FAILED, reason=str(attachment)))
     for start in range(0, len(entries), UPSERT_CHUNK):
         chunk = entries[start : start + UPSERT_CHUNK]
-        try:
-            result = bp.bulk_upsert(
-                batch.builder_id,
-                source_id=f"acc:{batch.acc_project_id}",
-                source_app=config.source_app,
-                project_id=batch.buildpass_project_id,
-                folder_id=batch.folder_id,
-                folder_name=None if batch.folder_id else config.folder_name,
-                photos=[entry for _, entry in chunk],
-            )
-        except (BadRequest, TransportError, ServerError) as exc:
-            outcomes += [
-                Outcome(s.photo.id, "failed", reason=f"bulk-upsert failed after retries: {exc}") for s, _ in chunk
-            ]
+        outcomes += _upsert_chunk(bp, store, config, batch, chunk, uploaded)
+    return outcomes
+
+
+def _upsert_chunk(
+    bp: BuildPassClient,
+    store: Store,
+    config: PipelineConfig,
+    batch: Batch,
+    chunk: list[tuple[_Staged, dict[str, Any]]],
+    uploaded: dict[str, Attachment | str],
+) -> list[Outcome]:
+    """One ``bulk-upsert`` call, then a ledger entry for each photo that landed."""
+    try:
+        result = bp.bulk_upsert(
+            batch.builder_id,
+            source_id=f"acc:{batch.acc_project_id}",
+            source_app=config.source_app,
+            project_id=batch.buildpass_project_id,
+            folder_id=batch.folder_id,
+            folder_name=None if batch.folder_id else config.folder_name,
+            photos=[entry for _, entry in chunk],
+        )
+    except (BadRequest, TransportError, ServerError) as exc:
+        reason = f"bulk-upsert failed after retries: {exc}"
+        return [Outcome(s.photo.id, PhotoStatus.FAILED, reason=reason) for s, _ in chunk]
+    skipped = set(result.skipped_external_source_ids)
+    outcomes: list[Outcome] = []
+    landed: list[_Staged] = []
+    for staged, _ in chunk:
+        photo_id = staged.photo.id
+        if photo_id in result.failed:
+            reason = f"BuildPass rejected the photo: {result.failed[photo_id]}"
+            outcomes.append(Outcome(photo_id, PhotoStatus.FAILED, reason=reason))
             continue
-        skipped = set(result.skipped_external_source_ids)
-        landed: list[_Staged] = []
-        for staged, _ in chunk:
-            photo_id = staged.photo.id
-            if photo_id in result.failed:
-                outcomes.append(
-                    Outcome(photo_id, "failed", reason=f"BuildPass rejected the photo: {result.failed[photo_id]}")
-                )
-                continue
-            status = "present" if photo_id in skipped else "created"
-            landed.append(staged)
-            outcomes.append(Outcome(photo_id, status, size=staged.outcome.size, sha256=staged.outcome.sha256))
+        status = PhotoStatus.PRESENT if photo_id in skipped else PhotoStatus.CREATED
+        landed.append(staged)
+        outcomes.append(Outcome(photo_id, status, size=staged.outcome.size, sha256=staged.outcome.sha256))
 
-        def record(staged: _Staged, attachment_key: str | None) -> None:
-            entry = {"state": "created", "via": "bulk-upsert", "sha256": staged.outcome.sha256}
-            if attachment_key:
-                # The BuildPass photo carries this key: it tells which BuildPass photo this ACC photo
-                # became (follow-edits). A skipped photo was made earlier, from another upload: no key.
-                entry["attachment_key"] = attachment_key
-            _record(store, batch, staged.photo.id, entry)
+    def record(staged: _Staged) -> None:
+        entry = {"state": LedgerState.CREATED, "via": "bulk-upsert", "sha256": staged.outcome.sha256}
+        attachment = uploaded.get(staged.photo.id)
+        if isinstance(attachment, Attachment) and attachment.key and staged.photo.id not in skipped:
+            # The BuildPass photo carries this key: it tells which BuildPass photo this ACC photo
+            # became (follow-edits). A skipped photo was made earlier, from another upload: no key.
+            entry["attachment_key"] = attachment.key
+        _record(store, batch, staged.photo.id, entry)
 
-        keys = [
-            a.key if isinstance(a := uploaded.get(s.photo.id), Attachment) and s.photo.id not in skipped else None
-            for s in landed
-        ]
-        # The ledger is written after BuildPass answered (it is a cache of BuildPass's state; the
-        # upsert's idempotency is the guarantee), one small S3 write a photo, several at a time.
-        with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="ledger") as pool:
-            list(pool.map(record, landed, keys))
+    # The ledger is written after BuildPass answered (it is a cache of BuildPass's state; the
+    # upsert's idempotency is the guarantee), one small S3 write a photo, several at a time.
+    with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="ledger") as pool:
+        list(pool.map(record, landed))
     return outcomes
 
 
@@ -191,27 +198,24 @@ def publish_single(
         try:
             if keys and (found := find(photo_id, keys, fresh=False)):
                 # An earlier attempt created it but died before recording it.
-                _record(store, batch, photo_id, {"state": "created", "via": "photos", "buildpass_photo_id": found.id})
-                outcomes.append(Outcome(photo_id, "present"))
+                entry = {"state": LedgerState.CREATED, "via": "photos", "buildpass_photo_id": found.id}
+                _record(store, batch, photo_id, entry)
+                outcomes.append(Outcome(photo_id, PhotoStatus.PRESENT))
                 continue
             attachment = bp.upload_attachment(batch.builder_id, staged.part())
             keys.append(attachment.key)
-            store.put_json(ledger_key, {"state": "intent", "attachment_keys": keys})
+            store.put_json(ledger_key, {"state": LedgerState.INTENT, "attachment_keys": keys})
             body = create_photo(staged.photo, staged.content_type, attachment.as_reference(), target)
             created = _create_once(bp, batch.builder_id, body, partial(find, photo_id, keys, True), config)
         except BadRequest as exc:
-            outcomes.append(Outcome(photo_id, "failed", reason=f"BuildPass rejected the photo: {exc}"))
+            outcomes.append(Outcome(photo_id, PhotoStatus.FAILED, reason=f"BuildPass rejected the photo: {exc}"))
             continue
         except ApiError as exc:
-            outcomes.append(Outcome(photo_id, "failed", reason=f"create failed after retries: {exc}"))
+            outcomes.append(Outcome(photo_id, PhotoStatus.FAILED, reason=f"create failed after retries: {exc}"))
             continue
-        _record(
-            store,
-            batch,
-            photo_id,
-            {"state": "created", "via": "photos", "buildpass_photo_id": created.id, "sha256": staged.outcome.sha256},
-        )
-        outcomes.append(Outcome(photo_id, "created", size=staged.outcome.size, sha256=staged.outcome.sha256))
+        entry = {"state": LedgerState.CREATED, "via": "photos", "buildpass_photo_id": created.id}
+        _record(store, batch, photo_id, {**entry, "sha256": staged.outcome.sha256})
+        outcomes.append(Outcome(photo_id, PhotoStatus.CREATED, size=staged.outcome.size, sha256=staged.outcome.sha256))
     return outcomes
 
 
@@ -251,7 +255,7 @@ def publish_batch(bp: BuildPassClient, store: Store, config: PipelineConfig, bat
     outcomes: list[Outcome] = []
     ready: list[_Staged] = []
     # skipped, failed and present were settled by the stage step
-    candidates = [s for s in (Outcome.from_json(raw) for raw in stage) if s.status == "staged"]
+    candidates = [s for s in (Outcome.from_json(raw) for raw in stage) if s.status == PhotoStatus.STAGED]
     if store.first_attempt(store.layout.batch_outcome(batch.window, batch.index, "publish-attempt")):
         # The stage step has just read the ledger for these photos; another run copying them at the
         # same moment is caught by BuildPass's upsert (bulk) or the intent record (single).
@@ -266,14 +270,12 @@ def publish_batch(bp: BuildPassClient, store: Store, config: PipelineConfig, bat
             )
     for staged, done in zip(candidates, recorded, strict=True):
         if done:
-            outcomes.append(Outcome(staged.photo_id, "present"))
+            outcomes.append(Outcome(staged.photo_id, PhotoStatus.PRESENT))
         else:
             ready.append(_Staged(photos[staged.photo_id], staged, store))
     started = time.monotonic()
     publish = publish_bulk if config.publish_mode == "bulk" else publish_single
     outcomes += publish(bp, store, config, batch, ready)
-    counts: dict[str, int] = {}
-    for outcome in outcomes:
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    log.info("%s published in %.1f s: %s", batch.label, time.monotonic() - started, counts)
+    counts = Counter(str(o.status) for o in outcomes)
+    log.info("%s published in %.1f s: %s", batch.label, time.monotonic() - started, dict(counts))
     return outcomes

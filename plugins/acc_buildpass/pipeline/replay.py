@@ -12,12 +12,18 @@ from acc_buildpass.clients.acc import AccClient
 from acc_buildpass.clients.buildpass import BuildPassClient
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.errors import AccBuildPassError, ConfigError, one_line
-from acc_buildpass.models import AccPhoto, Batch, Outcome, ProjectMapping, Window, format_time, valid_id
-from acc_buildpass.pipeline.extract import (
-    acc_mapping_problem,
-    classify,
-    resolve_folder,
+from acc_buildpass.models import (
+    AccPhoto,
+    Batch,
+    Outcome,
+    PhotoStatus,
+    ProjectMapping,
+    ReplayStatus,
+    Window,
+    format_time,
+    valid_id,
 )
+from acc_buildpass.pipeline.extract import acc_mapping_problem, classify, resolve_folder
 from acc_buildpass.pipeline.publish import publish_batch
 from acc_buildpass.pipeline.stage import stage_batch
 from acc_buildpass.storage import Store
@@ -31,25 +37,15 @@ FETCH_CHUNK = 50  # ids per photos_by_id call
 ReplayProgress = Callable[[int, int, str], None]  # (photos done, photos to replay, what is under way)
 
 
-# What came of one photo the window's report lists as failed.
-CREATED, PRESENT, STILL_FAILED, DELETED, SKIPPED, NOT_REPLAYABLE = (
-    "created",  # now in BuildPass, created by this replay
-    "present",  # already in BuildPass (an earlier replay or run got it there)
-    "failed",  # still failed; the reason says why
-    "deleted",  # deleted in ACC since: nothing to copy
-    "skipped",  # no longer copied under the Variable (e.g. its mediaType is not in media_types)
-    "not_replayable",  # a report entry that names no photo ("*", "batch ...") or an unmapped project
-)
-
-
-REPLAY_STATUSES = (CREATED, PRESENT, STILL_FAILED, DELETED, SKIPPED, NOT_REPLAYABLE)
+# The names cli/render.py and dag_tasks.py use.
+STILL_FAILED, NOT_REPLAYABLE = ReplayStatus.STILL_FAILED, ReplayStatus.NOT_REPLAYABLE
 
 
 @dataclass(frozen=True)
 class ReplayEntry:
     acc_project_id: str
     photo_id: str
-    status: str
+    status: ReplayStatus
     reason: str = ""
     was: str = ""  # the reason the window's report gave
 
@@ -57,10 +53,19 @@ class ReplayEntry:
         return {
             "acc_project_id": self.acc_project_id,
             "photo_id": self.photo_id,
-            "status": self.status,
+            "status": self.status.value,
             "reason": self.reason,
             "reported_reason": self.was,
         }
+
+
+@dataclass(frozen=True)
+class _ToReplay:
+    """One mapping's failed photos that are still to copy, with the reasons the report gave."""
+
+    mapping: ProjectMapping
+    photos: list[AccPhoto]
+    was: dict[str, str]
 
 
 def replayable_id(photo_id: object) -> bool:
@@ -70,20 +75,20 @@ def replayable_id(photo_id: object) -> bool:
 
 def _replay_outcome(project: str, stage: Outcome, published: dict[str, Outcome], was: str) -> ReplayEntry:
     photo_id = stage.photo_id
-    if stage.status == "present":
-        return ReplayEntry(project, photo_id, PRESENT, "already in BuildPass (ledger)", was)
-    if stage.status == "skipped":  # the stage step skips a photo only when it was deleted meanwhile
-        return ReplayEntry(project, photo_id, DELETED, stage.reason, was)
-    if stage.status != "staged":
-        return ReplayEntry(project, photo_id, STILL_FAILED, stage.reason or stage.status, was)
+    if stage.status == PhotoStatus.PRESENT:
+        return ReplayEntry(project, photo_id, ReplayStatus.PRESENT, "already in BuildPass (ledger)", was)
+    if stage.status == PhotoStatus.SKIPPED:  # the stage step skips a photo only when it was deleted meanwhile
+        return ReplayEntry(project, photo_id, ReplayStatus.DELETED, stage.reason, was)
+    if stage.status != PhotoStatus.STAGED:
+        return ReplayEntry(project, photo_id, STILL_FAILED, stage.reason or stage.status.value, was)
     final = published.get(photo_id)
     if final is None:
         return ReplayEntry(project, photo_id, STILL_FAILED, "missing from the publish outcome", was)
-    if final.status == "created":
-        return ReplayEntry(project, photo_id, CREATED, "", was)
-    if final.status == "present":
-        return ReplayEntry(project, photo_id, PRESENT, "already in BuildPass", was)
-    return ReplayEntry(project, photo_id, STILL_FAILED, final.reason or final.status, was)
+    if final.status == PhotoStatus.CREATED:
+        return ReplayEntry(project, photo_id, ReplayStatus.CREATED, "", was)
+    if final.status == PhotoStatus.PRESENT:
+        return ReplayEntry(project, photo_id, ReplayStatus.PRESENT, "already in BuildPass", was)
+    return ReplayEntry(project, photo_id, STILL_FAILED, final.reason or final.status.value, was)
 
 
 def _replay_batch(
@@ -133,6 +138,28 @@ def replay(
         usable, or a mapped project does not exist on either side
     """
     store.check_bucket()
+    source_key, source = _window_report(store, window)
+    entries, work = _sort_failures(acc, config, source["projects"], only)
+    entries += _replay_all(acc, buildpass, store, config, window, work, progress)
+    counts = Counter(e.status for e in entries)
+    result = {
+        "window": {"start": format_time(window.start), "end": format_time(window.end), "id": window.id},
+        "replayed_at": format_time(datetime.now(UTC)),
+        "source_report": {"key": source_key, "run_id": source.get("run_id")},
+        "publish_mode": config.publish_mode,
+        "only_projects": sorted(only) if only is not None else None,
+        "photos": [e.as_dict() for e in entries],
+        "totals": {status.value: counts.get(status, 0) for status in ReplayStatus},
+    }
+    store.put_json(store.layout.replay_report(window, "json"), result)
+    return result
+
+
+def _window_report(store: Store, window: Window) -> tuple[str, dict[str, Any]]:
+    """(its key, the report) of the window's last run.
+
+    :raises ConfigError: there is none: the DAG has not reconciled the window
+    """
     source_key = store.layout.report(window, "json")
     source = store.get_json(source_key)
     if not isinstance(source, dict) or not isinstance(source.get("projects"), list):
@@ -141,69 +168,107 @@ def replay(
             "first (airflow dags trigger acc_to_buildpass_photos with window_start/window_end), then replay "
             "what it could not copy"
         )
+    return source_key, source
+
+
+def _sort_failures(
+    acc: AccClient, config: PipelineConfig, rows: list[Any], only: Collection[str] | None
+) -> tuple[list[ReplayEntry], list[_ToReplay]]:
+    """The report's failures, project by project: (what will not be retried, and why; what will)."""
     mappings = {m.acc_project_id: m for m in config.projects}
     entries: list[ReplayEntry] = []
-    work: list[tuple[ProjectMapping, list[AccPhoto], dict[str, str]]] = []
-    for row in source["projects"]:
+    work: list[_ToReplay] = []
+    for row in rows:
         project = str(row.get("acc_project_id") or "")
         failed = [f for f in row.get("failed") or [] if isinstance(f, dict)]
         if not failed or (only is not None and project not in only):
             continue
         mapping = mappings.get(project)
-        was: dict[str, str] = {}
-        ids: list[str] = []
-        for item in failed:
-            photo_id, reason = str(item.get("photo_id", "")), str(item.get("reason", ""))
-            if mapping is None:
-                entries.append(
-                    ReplayEntry(
-                        project, photo_id, NOT_REPLAYABLE, "the project is no longer mapped in the Variable", reason
-                    )
-                )
-            elif not replayable_id(photo_id):
-                entries.append(
-                    ReplayEntry(
-                        project,
-                        photo_id,
-                        NOT_REPLAYABLE,
-                        "names no single photo: run the DAG for the window again",
-                        reason,
-                    )
-                )
-            elif photo_id not in was:
-                was[photo_id] = reason
-                ids.append(photo_id)
-        if mapping is None or not ids:
+        refused, was = _reported_failures(project, failed, mapped=mapping is not None)
+        entries += refused
+        if mapping is None or not was:
             continue
-        problem_found = acc_mapping_problem(acc, config.projects.index(mapping), mapping)
-        if problem_found:
-            raise ConfigError(problem_found)
-        current: dict[str, AccPhoto] = {}
-        for start in range(0, len(ids), FETCH_CHUNK):
-            current.update(acc.photos_by_id(project, ids[start : start + FETCH_CHUNK]))
-        todo: list[AccPhoto] = []
-        for photo_id in ids:
-            photo = current.get(photo_id)
-            if photo is None:
-                if was[photo_id].startswith("unreadable ACC record"):  # photos_by_id leaves such records out
-                    reason = "ACC did not return a readable record for it"
-                    entries.append(ReplayEntry(project, photo_id, STILL_FAILED, reason, was[photo_id]))
-                else:
-                    entries.append(ReplayEntry(project, photo_id, DELETED, "no longer in ACC", was[photo_id]))
-                continue
-            verdict = classify(photo, config.media_types)
-            if verdict is not None:
-                status, reason = verdict
-                kind = DELETED if photo.deleted_at is not None else SKIPPED if status == "skipped" else STILL_FAILED
-                entries.append(ReplayEntry(project, photo_id, kind, reason, was[photo_id]))
-                continue
-            todo.append(replace(photo, file_url=None))  # the stage step asks for fresh signed URLs
+        gone, todo = _current_records(acc, config, mapping, was)
+        entries += gone
         if todo:
-            work.append((mapping, todo, was))
+            work.append(_ToReplay(mapping, todo, was))
+    return entries, work
 
+
+def _reported_failures(
+    project: str, failed: list[dict[str, Any]], *, mapped: bool
+) -> tuple[list[ReplayEntry], dict[str, str]]:
+    """(the failures that name no photo to retry; each photo to retry, once, with its reported reason)"""
+    refused: list[ReplayEntry] = []
+    was: dict[str, str] = {}
+    for item in failed:
+        photo_id, reason = str(item.get("photo_id", "")), str(item.get("reason", ""))
+        if not mapped:
+            why = "the project is no longer mapped in the Variable"
+            refused.append(ReplayEntry(project, photo_id, NOT_REPLAYABLE, why, reason))
+        elif not replayable_id(photo_id):
+            why = "names no single photo: run the DAG for the window again"
+            refused.append(ReplayEntry(project, photo_id, NOT_REPLAYABLE, why, reason))
+        elif photo_id not in was:
+            was[photo_id] = reason
+    return refused, was
+
+
+def _current_records(
+    acc: AccClient, config: PipelineConfig, mapping: ProjectMapping, was: dict[str, str]
+) -> tuple[list[ReplayEntry], list[AccPhoto]]:
+    """Each failed photo's ACC record now: (those no longer to copy, and why; the photos to copy).
+
+    :raises ConfigError: the mapped ACC project is not visible
+    """
+    problem_found = acc_mapping_problem(acc, config.projects.index(mapping), mapping)
+    if problem_found:
+        raise ConfigError(problem_found)
+    project, ids = mapping.acc_project_id, list(was)
+    current: dict[str, AccPhoto] = {}
+    for start in range(0, len(ids), FETCH_CHUNK):
+        current.update(acc.photos_by_id(project, ids[start : start + FETCH_CHUNK]))
+    gone: list[ReplayEntry] = []
+    todo: list[AccPhoto] = []
+    for photo_id in ids:
+        photo = current.get(photo_id)
+        verdict = _not_to_copy(photo, was[photo_id], config.media_types)
+        if verdict is not None:
+            gone.append(ReplayEntry(project, photo_id, *verdict, was[photo_id]))
+        elif photo is not None:
+            todo.append(replace(photo, file_url=None))  # the stage step asks for fresh signed URLs
+    return gone, todo
+
+
+def _not_to_copy(photo: AccPhoto | None, was: str, media_types: tuple[str, ...]) -> tuple[ReplayStatus, str] | None:
+    """(status, reason) for a failed photo not to copy again, or None when it is to be copied."""
+    if photo is None:
+        if was.startswith("unreadable ACC record"):  # photos_by_id leaves such records out
+            return STILL_FAILED, "ACC did not return a readable record for it"
+        return ReplayStatus.DELETED, "no longer in ACC"
+    verdict = classify(photo, media_types)
+    if verdict is None:
+        return None
+    status, reason = verdict
+    if photo.deleted_at is not None:
+        return ReplayStatus.DELETED, reason
+    return (ReplayStatus.SKIPPED if status == PhotoStatus.SKIPPED else STILL_FAILED), reason
+
+
+def _replay_all(
+    acc: AccClient,
+    buildpass: BuildPassClient,
+    store: Store,
+    config: PipelineConfig,
+    window: Window,
+    work: list[_ToReplay],
+    progress: ReplayProgress | None,
+) -> list[ReplayEntry]:
+    """Copy the photos to retry in batches of ``batch_size``, numbered from :data:`REPLAY_BATCH_BASE`."""
+    entries: list[ReplayEntry] = []
     index = REPLAY_BATCH_BASE
-    total, done = sum(len(todo) for _, todo, _ in work), 0
-    for mapping, todo, was in work:
+    total, done = sum(len(w.photos) for w in work), 0
+    for mapping, todo, was in ((w.mapping, w.photos, w.was) for w in work):
         folder = resolve_folder(buildpass, mapping, config.folder_name)
         groups = [todo[i : i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
         for n, group in enumerate(groups, start=1):
@@ -223,19 +288,7 @@ def replay(
                 progress(done, total, f"{batch.label}: {len(group)} photo(s)")
             entries += _replay_batch(acc, buildpass, store, config, batch, was)
             done += len(group)
-
-    counts = Counter(e.status for e in entries)
-    result = {
-        "window": {"start": format_time(window.start), "end": format_time(window.end), "id": window.id},
-        "replayed_at": format_time(datetime.now(UTC)),
-        "source_report": {"key": source_key, "run_id": source.get("run_id")},
-        "publish_mode": config.publish_mode,
-        "only_projects": sorted(only) if only is not None else None,
-        "photos": [e.as_dict() for e in entries],
-        "totals": {status: counts.get(status, 0) for status in REPLAY_STATUSES},
-    }
-    store.put_json(store.layout.replay_report(window, "json"), result)
-    return result
+    return entries
 
 
 def replay_ok(result: dict[str, Any]) -> bool:

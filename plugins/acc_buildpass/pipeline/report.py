@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from acc_buildpass.config import PipelineConfig
-from acc_buildpass.models import Batch, Outcome, Window
+from acc_buildpass.models import Batch, Outcome, PhotoStatus, Window
 from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def _project_row(store: Store, window: Window, acc_project_id: str, batches: lis
         "failed": [],
     }
     if summary is None:
-        row["failed"].append({"photo_id": "*", "reason": "extraction did not finish for this project"})
+        _failed(row, "*", "extraction did not finish for this project")
         return row
     row["buildpass_project_id"] = summary.get("buildpass_project_id")
     row["found"] = summary["found"]
@@ -39,34 +39,46 @@ def _project_row(store: Store, window: Window, acc_project_id: str, batches: lis
         stage = store.get_json(store.layout.batch_outcome(window, batch.index, "stage"))
         publish = store.get_json(store.layout.batch_outcome(window, batch.index, "publish"))
         if stage is None:
-            row["failed"].append(
-                {"photo_id": f"batch {batch.label}", "reason": f"staging of {batch.count} photos did not finish"}
-            )
+            _failed(row, f"batch {batch.label}", f"staging of {batch.count} photos did not finish")
             continue
-        staged = [Outcome.from_json(o) for o in stage]
         published = {o.photo_id: o for o in (Outcome.from_json(p) for p in publish or [])}
-        for outcome in staged:
-            if outcome.status == "skipped":
-                row["skipped"][outcome.reason] += 1
-            elif outcome.status == "failed":
-                row["failed"].append({"photo_id": outcome.photo_id, "reason": outcome.reason})
-            elif outcome.status == "present":
-                row["present"] += 1
-            else:
-                row["staged"] += 1
-                row["downloaded"] += 0 if outcome.reused else 1
-                final = published.get(outcome.photo_id)
-                if final is None:
-                    reason = "publishing did not finish" if publish is None else "missing from the publish outcome"
-                    row["failed"].append({"photo_id": outcome.photo_id, "reason": reason})
-                elif final.status == "failed":
-                    row["failed"].append({"photo_id": outcome.photo_id, "reason": final.reason})
-                elif final.status == "created":
-                    row["created"] += 1
-                else:
-                    row["present"] += 1
+        unpublished = "publishing did not finish" if publish is None else "missing from the publish outcome"
+        for outcome in (Outcome.from_json(o) for o in stage):
+            _count(row, outcome, published.get(outcome.photo_id), unpublished)
     row["skipped"] = dict(row["skipped"])
     return row
+
+
+def _count(row: dict[str, Any], staged: Outcome, final: Outcome | None, unpublished: str) -> None:
+    """Count one photo of a batch: by its stage outcome, or, when it was staged, its publish outcome.
+
+    :param unpublished: the reason given when a staged photo has no publish outcome
+    """
+    if staged.status == PhotoStatus.SKIPPED:
+        row["skipped"][staged.reason] += 1
+    elif staged.status in (PhotoStatus.FAILED, PhotoStatus.PRESENT):
+        _tally(row, staged)
+    else:
+        row["staged"] += 1
+        row["downloaded"] += 0 if staged.reused else 1
+        if final is None:
+            _failed(row, staged.photo_id, unpublished)
+        else:
+            _tally(row, final)
+
+
+def _tally(row: dict[str, Any], settled: Outcome) -> None:
+    """A photo's last word: failed (with its reason), created, or already present."""
+    if settled.status == PhotoStatus.FAILED:
+        _failed(row, settled.photo_id, settled.reason)
+    elif settled.status == PhotoStatus.CREATED:
+        row["created"] += 1
+    else:
+        row["present"] += 1
+
+
+def _failed(row: dict[str, Any], photo_id: str, reason: str) -> None:
+    row["failed"].append({"photo_id": photo_id, "reason": reason})
 
 
 def build(

@@ -7,30 +7,21 @@ import logging
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
-
-from boto3.s3.transfer import TransferConfig
 
 from acc_buildpass.clients import retry
 from acc_buildpass.clients.acc import AccClient
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.errors import ApiError, Gone, InvalidPhoto, SignedUrlExpired
 from acc_buildpass.mapping import sniff_content_type
-from acc_buildpass.models import AccPhoto, Batch, Outcome
+from acc_buildpass.models import AccPhoto, Batch, Outcome, PhotoStatus
 from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024  # larger photos spool to local disk, never to RAM
-# Multipart to S3 above 16 MiB, in 8 MiB parts, two at a time and at most two read ahead: about
-# 16 MiB of buffers per upload (boto3's defaults hold up to 80 MiB for each of our download threads).
-_TRANSFER = TransferConfig(
-    multipart_threshold=16 * 1024 * 1024,
-    multipart_chunksize=8 * 1024 * 1024,
-    max_concurrency=2,
-)
-_TRANSFER.max_in_memory_upload_chunks = 2  # an s3transfer setting boto3's constructor does not take
 URL_CHUNK = 50  # ids per photos:filter call
 
 
@@ -134,16 +125,9 @@ def stage_photo(acc: AccClient, store: Store, urls: SignedUrls, photo: AccPhoto,
                 raise InvalidPhoto(photo.id, f"file is {sink.size} bytes, ACC's record says {photo.size}")
             spool.seek(0)
             digest = sink.sha256.hexdigest()
-            extra = {
-                "ContentType": content_type,
-                "Metadata": {"sha256": digest, "size": str(sink.size), "acc-photo-id": photo.id},
-            }
-            if sink.size < _TRANSFER.multipart_threshold:
-                # One PUT: boto3's transfer manager starts threads and futures for every file.
-                store.s3.put_object(Bucket=store.bucket, Key=key, Body=spool, ContentLength=sink.size, **extra)
-            else:
-                store.s3.upload_fileobj(spool, store.bucket, key, ExtraArgs=extra, Config=_TRANSFER)
-            return Outcome(photo.id, "staged", size=sink.size, sha256=digest, content_type=content_type)
+            metadata = {"sha256": digest, "size": str(sink.size), "acc-photo-id": photo.id}
+            store.put_staged(key, spool, sink.size, content_type, metadata)  # type: ignore[arg-type]
+            return Outcome(photo.id, PhotoStatus.STAGED, size=sink.size, sha256=digest, content_type=content_type)
 
     def retryable(exc: BaseException) -> bool:
         return isinstance(exc, SignedUrlExpired) or retry.is_retryable(exc)
@@ -151,53 +135,45 @@ def stage_photo(acc: AccClient, store: Store, urls: SignedUrls, photo: AccPhoto,
     try:
         return retry.call(policy, attempt, describe=f"download of photo {photo.id}", retry_if=retryable)
     except Gone as exc:
-        return Outcome(photo.id, "skipped", reason=f"deleted in ACC since extraction ({exc.message})")
+        return Outcome(photo.id, PhotoStatus.SKIPPED, reason=f"deleted in ACC since extraction ({exc.message})")
     except InvalidPhoto as exc:
-        return Outcome(photo.id, "failed", reason=exc.reason)
+        return Outcome(photo.id, PhotoStatus.FAILED, reason=exc.reason)
     except ApiError as exc:
-        return Outcome(photo.id, "failed", reason=f"download failed after retries: {exc}")
+        return Outcome(photo.id, PhotoStatus.FAILED, reason=f"download failed after retries: {exc}")
     finally:
         urls.done(photo.id)
 
 
-def stage_batch(acc: AccClient, store: Store, config: PipelineConfig, batch: Batch) -> list[Outcome]:
-    """Stage one batch; photos already in BuildPass or already staged intact are not downloaded."""
-    photos = [p for key in batch.parts for p in store.read_manifest(key)]
-    outcomes: dict[str, Outcome] = {}
-    todo: list[AccPhoto] = []
+def settled(store: Store, batch: Batch, photo: AccPhoto) -> Outcome | None:
+    """Present in BuildPass, or staged intact already: nothing to download.
 
-    def settled(photo: AccPhoto) -> Outcome | None:
-        """Present in BuildPass, or staged intact already: nothing to download.
-
-        The staged object is looked at first: a photo is published from its staged object, so one
-        never staged was never published by us, and a first copy costs one small S3 read, not two.
-        (Were staged objects deleted by hand, their photos would be downloaded and uploaded again;
-        BuildPass's upsert, or the single mode's intent record, still keeps them single.)
-        """
-        head = store.head(store.layout.object_key(photo.project_id, photo.id))
-        if head is None:
-            return None
-        if store.published(batch.builder_id, batch.buildpass_project_id, photo.id):
-            return Outcome(photo.id, "present")
-        if intact(head, photo):
-            return Outcome(
-                photo.id,
-                "staged",
-                size=head["ContentLength"],
-                sha256=head["Metadata"]["sha256"],
-                content_type=head.get("ContentType"),
-                reused=True,
-            )
+    The staged object is looked at first: a photo is published from its staged object, so one
+    never staged was never published by us, and a first copy costs one small S3 read, not two.
+    (Were staged objects deleted by hand, their photos would be downloaded and uploaded again;
+    BuildPass's upsert, or the single mode's intent record, still keeps them single.)
+    """
+    head = store.head(store.layout.object_key(photo.project_id, photo.id))
+    if head is None:
         return None
+    if store.published(batch.builder_id, batch.buildpass_project_id, photo.id):
+        return Outcome(photo.id, PhotoStatus.PRESENT)
+    if intact(head, photo):
+        return Outcome(
+            photo.id,
+            PhotoStatus.STAGED,
+            size=head["ContentLength"],
+            sha256=head["Metadata"]["sha256"],
+            content_type=head.get("ContentType"),
+            reused=True,
+        )
+    return None
 
-    # Small S3 reads, one or two a photo: done by the download threads, not one after another.
-    with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="check") as pool:
-        for photo, outcome in zip(photos, pool.map(settled, photos), strict=True):
-            if outcome is None:
-                todo.append(photo)
-            else:
-                outcomes[photo.id] = outcome
 
+def _download_all(
+    acc: AccClient, store: Store, config: PipelineConfig, batch: Batch, todo: list[AccPhoto]
+) -> tuple[list[Outcome], int]:
+    """Stage ``todo``, signed URLs fetched a chunk at a time: (the outcomes, signed-URL calls made)."""
+    outcomes: list[Outcome] = []
     started = time.monotonic()
     done_bytes = 0
     urls = SignedUrls(acc, batch.acc_project_id)
@@ -206,7 +182,7 @@ def stage_batch(acc: AccClient, store: Store, config: PipelineConfig, batch: Bat
         urls.load([p.id for p in chunk])
         with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="download") as pool:
             for outcome in pool.map(lambda p: stage_photo(acc, store, urls, p, config.retry), chunk):
-                outcomes[outcome.photo_id] = outcome
+                outcomes.append(outcome)
                 done_bytes += outcome.size or 0
         elapsed = max(time.monotonic() - started, 1e-6)
         log.info(
@@ -217,9 +193,24 @@ def stage_batch(acc: AccClient, store: Store, config: PipelineConfig, batch: Bat
             done_bytes / 1e6,
             done_bytes / 1e6 / elapsed,
         )
+    return outcomes, urls.refreshes
+
+
+def stage_batch(acc: AccClient, store: Store, config: PipelineConfig, batch: Batch) -> list[Outcome]:
+    """Stage one batch; photos already in BuildPass or already staged intact are not downloaded."""
+    photos = [p for key in batch.parts for p in store.read_manifest(key)]
+    outcomes: dict[str, Outcome] = {}
+    todo: list[AccPhoto] = []
+    # Small S3 reads, one or two a photo: done by the download threads, not one after another.
+    with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="check") as pool:
+        for photo, outcome in zip(photos, pool.map(lambda p: settled(store, batch, p), photos), strict=True):
+            if outcome is None:
+                todo.append(photo)
+            else:
+                outcomes[photo.id] = outcome
+    downloaded, refreshes = _download_all(acc, store, config, batch, todo)
+    outcomes.update((o.photo_id, o) for o in downloaded)
     ordered = [outcomes[p.id] for p in photos]
-    counts: dict[str, int] = {}
-    for outcome in ordered:
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    log.info("%s staged: %s (%d downloaded, %d signed-URL calls)", batch.label, counts, len(todo), urls.refreshes)
+    counts = Counter(str(o.status) for o in ordered)
+    log.info("%s staged: %s (%d downloaded, %d signed-URL calls)", batch.label, dict(counts), len(todo), refreshes)
     return ordered

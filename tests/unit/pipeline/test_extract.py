@@ -6,9 +6,7 @@ is the real one over an in-memory S3 stand-in, so the manifest parts are real Pa
 
 from __future__ import annotations
 
-import io
 import logging
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,37 +17,12 @@ from acc_buildpass.errors import InvalidPhoto
 from acc_buildpass.models import AccPhoto, Window
 from acc_buildpass.pipeline.extract import extract_project
 from acc_buildpass.storage import Layout, Store
-from botocore.exceptions import ClientError
+
+from tests.fakes import MemoryS3, StubAcc
 
 PROJECT = "36c0838c-0360-4cfa-b2c6-85e0056ec7e8"
 START = datetime(2026, 3, 2, tzinfo=UTC)
 WINDOW = Window(START, START + timedelta(days=1))
-
-
-class MemoryS3:
-    """The few S3 calls the Store makes for extraction, kept in a dict."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    def put_object(self, *, Bucket: str, Key: str, Body: bytes, **_: Any) -> None:
-        self.objects[f"{Bucket}/{Key}"] = Body
-
-    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
-        if f"{Bucket}/{Key}" not in self.objects:
-            raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
-        return {"Body": io.BytesIO(self.objects[f"{Bucket}/{Key}"])}
-
-
-class StubAcc:
-    """``iter_photos`` yields exactly what it is given."""
-
-    def __init__(self, items: list[AccPhoto | InvalidPhoto]) -> None:
-        self.items = items
-
-    def iter_photos(self, project_id: str, created_from: datetime, created_to: datetime) -> Iterator[Any]:
-        assert (project_id, created_from, created_to) == (PROJECT, WINDOW.start, WINDOW.end)
-        yield from self.items
 
 
 def photo(n: int, **changes: Any) -> AccPhoto:
@@ -95,9 +68,11 @@ def test_a_photo_listed_twice_is_kept_once(batch_size: int, caplog: pytest.LogCa
     store = Store(MemoryS3(), Layout("staging", "t"))
     cfg = config(batch_size)
 
+    acc = StubAcc(listing)
     with caplog.at_level(logging.WARNING, logger="acc_buildpass.pipeline.extract"):
-        parts, summary = extract_project(StubAcc(listing), store, cfg, cfg.projects[0], WINDOW)
+        parts, summary = extract_project(acc, store, cfg, cfg.projects[0], WINDOW)  # type: ignore[arg-type]
 
+    assert acc.listings == [(PROJECT, WINDOW.start, WINDOW.end)]
     manifest = [p for key, _ in parts for p in store.read_manifest(key)]
     ids = [p.id for p in manifest]
     assert ids == ["photo-0001", "photo-0002", "photo-0003", "photo-0005"]

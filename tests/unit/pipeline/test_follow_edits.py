@@ -5,8 +5,6 @@ The real thing, after a real copy, against the emulators and SeaweedFS: tests/in
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,35 +14,12 @@ from acc_buildpass.config import PipelineConfig
 from acc_buildpass.models import AccPhoto
 from acc_buildpass.pipeline import follow_edits as follow
 from acc_buildpass.storage import Layout, Store
-from botocore.exceptions import ClientError
+
+from tests.fakes import MemoryS3, StubAcc
 
 PROJECT = "36c0838c-0360-4cfa-b2c6-85e0056ec7e8"
 UNTIL = datetime(2026, 3, 8, tzinfo=UTC)
 UTC_DAY = UNTIL - timedelta(days=2)
-
-
-class MemoryS3:
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-        self.gets = 0
-
-    def put_object(self, *, Bucket: str, Key: str, Body: bytes, **_: Any) -> None:
-        self.objects[Key] = Body
-
-    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
-        self.gets += 1
-        if Key not in self.objects:
-            raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
-        return {"Body": io.BytesIO(self.objects[Key])}
-
-    def get_paginator(self, name: str) -> Any:
-        objects = self.objects
-
-        class Paginator:
-            def paginate(self, *, Bucket: str, Prefix: str) -> Iterator[dict[str, Any]]:
-                yield {"Contents": [{"Key": k} for k in sorted(objects) if k.startswith(Prefix)]}
-
-        return Paginator()
 
 
 def acc_photo(n: int, **kw: Any) -> AccPhoto:
@@ -77,14 +52,6 @@ def bp_photo(n: int, **kw: Any) -> BuildPassPhoto:
     )
     base.update(kw)
     return BuildPassPhoto(**base)
-
-
-class StubAcc:
-    def __init__(self, photos: list[AccPhoto]) -> None:
-        self.photos = photos
-
-    def iter_photos(self, project_id: str, since: datetime, until: datetime) -> Iterator[AccPhoto]:
-        return iter([p for p in self.photos if since <= p.created_at < until])
 
 
 class StubBuildPass:
@@ -142,7 +109,7 @@ def test_links_come_from_the_ledger_then_the_cache_and_intents_are_not_followed(
     for n, entry in ledger.items():
         store.put_json(store.layout.ledger("buil_demo", "proj_demo", f"photo-{n:04d}"), entry)
     acc = StubAcc(
-        [
+        [  # type: ignore[arg-type]
             acc_photo(1, description="edited in ACC"),
             acc_photo(2),
             acc_photo(3),
@@ -169,11 +136,11 @@ def test_links_come_from_the_ledger_then_the_cache_and_intents_are_not_followed(
     # Again: the links kept spare the ledger reads of linked photos; nothing is patched.
     gets = s3.gets
     second = follow.follow_project(acc, bp, store, config, mapping, since, until)  # type: ignore[arg-type]
-    assert [o.status for o in second.outcomes].count("patched") == 0 and len(bp.patches) == 1
+    assert [o.status.value for o in second.outcomes].count("patched") == 0 and len(bp.patches) == 1
     assert s3.gets - gets == 1 + 2  # the link cache, then the intent and the unlinkable photo
 
     # The delete policy cannot be honoured: failed, naming the BuildPass photo; dry run patches nothing.
-    acc.photos[1] = acc_photo(2, title="Edited again")
+    acc.items[1] = acc_photo(2, title="Edited again")
     third = follow.follow_project(acc, bp, store, config, mapping, since, until, delete_policy="delete", dry_run=True)  # type: ignore[arg-type]
     outcomes = {o.photo_id: o for o in third.outcomes}
     assert outcomes["photo-0005"].status == "failed" and "phot_5" in outcomes["photo-0005"].reason

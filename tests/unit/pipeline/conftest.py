@@ -1,0 +1,23 @@
+"""The emulators for the step tests that need the APIs' real behaviour (signed URLs, bad files,
+idempotent upserts): started once for the session, both reset before each test that uses them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+import sandbox
+
+
+@pytest.fixture(scope="session")
+def emulators() -> Iterator[sandbox.Sandbox]:
+    with sandbox.start(seed=0) as running:
+        yield running
+
+
+@pytest.fixture
+def box(emulators: sandbox.Sandbox) -> sandbox.Sandbox:
+    for url in (emulators.acc_url, emulators.buildpass_url):
+        assert requests.post(url + "/_admin/reset", timeout=5).status_code == 200
+    return emulators

@@ -1,0 +1,115 @@
+"""The stage step against the ACC emulator (real signed URLs, real bad files) and an in-memory S3."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import sandbox
+from acc_buildpass.clients.acc import AccClient
+from acc_buildpass.models import AccPhoto, Outcome, PhotoStatus
+from acc_buildpass.pipeline.stage import stage_batch
+from acc_buildpass.storage import Layout, Store
+
+from tests.fakes import MemoryS3
+from tests.unit.pipeline.emulated import (
+    PROJECT,
+    acc_client,
+    acc_truth,
+    admin,
+    pipeline_config,
+    route_counts,
+    seeded_batch,
+    signed_in,
+)
+
+
+def staging() -> Store:
+    return Store(MemoryS3(), Layout("staging", "t"))
+
+
+def staged_object(store: Store, photo: AccPhoto) -> bytes:
+    return store.s3.objects[f"staging/{store.layout.object_key(PROJECT, photo.id)}"].body  # type: ignore[no-any-return]
+
+
+def test_photos_are_staged_intact_once_and_one_in_the_ledger_is_present(box: sandbox.Sandbox, tmp_path: Path) -> None:
+    acc, store, config = acc_client(box, tmp_path), staging(), pipeline_config()
+    batch, photos, _ = seeded_batch(box, acc, store, config, 3)
+    truth = acc_truth(box)
+
+    first = stage_batch(acc, store, config, batch)
+    assert [o.photo_id for o in first] == [p.id for p in photos]  # the manifest's order
+    assert [(o.status, o.reused, o.sha256, o.size) for o in first] == [
+        (PhotoStatus.STAGED, False, truth[p.id]["sha256"], p.size) for p in photos
+    ]
+    for photo in photos:
+        body = staged_object(store, photo)
+        assert hashlib.sha256(body).hexdigest() == truth[photo.id]["sha256"] and len(body) == photo.size
+        stored = store.s3.objects[f"staging/{store.layout.object_key(PROJECT, photo.id)}"]
+        assert stored.content_type == "image/jpeg"
+        assert stored.metadata == {
+            "sha256": truth[photo.id]["sha256"],
+            "size": str(photo.size),
+            "acc-photo-id": photo.id,
+        }
+    assert route_counts(box.acc_url)["oss"] == 3
+
+    store.put_json(store.layout.ledger("buil_demo", "proj_demo", photos[0].id), {"state": "created"})
+    again = stage_batch(acc, store, config, batch)
+    assert again[0] == Outcome(photos[0].id, PhotoStatus.PRESENT)
+    assert [(o.status, o.reused, o.sha256) for o in again[1:]] == [
+        (PhotoStatus.STAGED, True, truth[p.id]["sha256"]) for p in photos[1:]
+    ]
+    counts = route_counts(box.acc_url)
+    assert counts["oss"] == 3  # nothing downloaded again
+    assert counts["photos:filter"] == 2  # the listing and the first stage's signed URLs; none asked again
+
+
+def test_a_bad_file_fails_naming_the_photo_and_is_not_downloaded_again(box: sandbox.Sandbox, tmp_path: Path) -> None:
+    acc, store, config = acc_client(box, tmp_path), staging(), pipeline_config()
+    batch, photos, ids = seeded_batch(
+        box, acc, store, config, 4, behaviour={0: "empty", 1: "notimage"}, patch={2: {"size": 7}}
+    )
+    outcomes = {o.photo_id: o for o in stage_batch(acc, store, config, batch)}
+    assert outcomes[ids[0]] == Outcome(ids[0], PhotoStatus.FAILED, reason="ACC served an empty file (0 bytes)")
+    assert outcomes[ids[1]].status == PhotoStatus.FAILED
+    assert outcomes[ids[1]].reason.startswith("file is not an image (first bytes ")
+    lying = next(p for p in photos if p.id == ids[2])
+    assert lying.size == 7
+    assert outcomes[ids[2]].status == PhotoStatus.FAILED
+    assert outcomes[ids[2]].reason.startswith("file is ") and outcomes[ids[2]].reason.endswith(
+        " bytes, ACC's record says 7"
+    )
+    assert outcomes[ids[3]].status == PhotoStatus.STAGED
+    assert route_counts(box.acc_url)["oss"] == 4  # a bad file is final: one download each
+    staged = {k.rsplit("/", 1)[1] for k in store.s3.objects if "/objects/" in k}
+    assert staged == {ids[3]}  # nothing of a bad file is kept
+
+
+class ExpiringUrls(AccClient):
+    """Our ACC client, but the emulator's clock jumps past every signed URL just after the first
+    set is fetched: the first download gets the real 403 of an expired URL."""
+
+    box: sandbox.Sandbox
+    asked: list[list[str]]
+
+    def photos_by_id(self, project_id: str, photo_ids: object) -> dict[str, AccPhoto]:
+        ids = list(photo_ids)  # type: ignore[call-overload]
+        self.asked.append(ids)
+        found = super().photos_by_id(project_id, ids)
+        if len(self.asked) == 1:
+            admin(self.box.acc_url, "/clock", {"advance_seconds": 120})  # signed URLs live 60 s
+        return found
+
+
+def test_an_expired_signed_url_refreshes_every_pending_url_once(box: sandbox.Sandbox, tmp_path: Path) -> None:
+    acc = signed_in(ExpiringUrls, box, tmp_path)
+    acc.box, acc.asked = box, []
+    store, config = staging(), pipeline_config()
+    batch, photos, _ = seeded_batch(box, acc, store, config, 3)
+
+    outcomes = stage_batch(acc, store, config, batch)
+    assert [o.status for o in outcomes] == [PhotoStatus.STAGED] * 3
+    # Loaded, then refreshed once for all three (in id order): not once a photo.
+    assert acc.asked == [[p.id for p in photos], sorted(p.id for p in photos)]
+    assert route_counts(box.acc_url)["oss"] == 4  # the refused download, then one a photo

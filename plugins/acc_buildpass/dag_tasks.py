@@ -1,31 +1,26 @@
-"""What each DAG task does: read the configuration, build clients from hooks, call a step.
+"""What each DAG task does: Airflow's context in, a step called, XCom out.
 
-The only module of the pipeline that knows Airflow's context; the steps do not.
+The configuration, the clients and the store come from :mod:`acc_buildpass.runtime`, as for the
+command line; the steps know nothing of Airflow. The DAG files import this module at parse time,
+so the steps (and the S3 and HTTP libraries under them) are imported only when a task runs.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import resource
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from acc_buildpass import settings
-from acc_buildpass.config import PipelineConfig, resolve_window
+from acc_buildpass import runtime, settings
+from acc_buildpass.config import resolve_window
 from acc_buildpass.errors import ConfigError
 from acc_buildpass.models import Batch, Window
-from acc_buildpass.pipeline import extract as extract_step
-from acc_buildpass.pipeline import publish as publish_step
-from acc_buildpass.pipeline import report as report_step
-from acc_buildpass.pipeline import stage as stage_step
-from acc_buildpass.settings import VARIABLE
-from acc_buildpass.storage import Layout, Store
 
 log = logging.getLogger(__name__)
-WINDOW_KEYS = ("window_start", "window_end")
+WINDOW_KEYS = settings.WINDOW_KEYS
 XCOM_PHOTOS = 100  # photos named in a follow-edits XCom
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -68,45 +63,6 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def load_config() -> PipelineConfig:
-    from airflow.sdk import Variable
-
-    try:
-        raw = Variable.get(VARIABLE)
-    except Exception:  # the SDK raises its own not-found type; the fix is the same
-        raise ConfigError(
-            f"Variable {VARIABLE} is not set: create it with the staging bucket and the project mappings "
-            "(see README, 'Configuration')"
-        ) from None
-    try:
-        parsed = json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError as exc:
-        raise ConfigError(f"Variable {VARIABLE} is not valid JSON: {exc}") from None
-    return PipelineConfig.from_variable(parsed)
-
-
-def _store(config: PipelineConfig) -> Store:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from botocore.config import Config
-
-    # Object storage restarts and throttles too: ride out a minute or so before the task fails.
-    retries = Config(retries={"max_attempts": 10, "mode": "standard"}, connect_timeout=10, read_timeout=120)
-    s3 = S3Hook(aws_conn_id=config.staging_conn_id, config=retries).get_conn()
-    return Store(s3, Layout(config.staging_bucket, config.staging_prefix))
-
-
-def _acc(config: PipelineConfig) -> Any:
-    from acc_buildpass.hooks.acc import AccHook
-
-    return AccHook(config.acc_conn_id, policy=config.retry).get_conn()
-
-
-def _buildpass(config: PipelineConfig) -> Any:
-    from acc_buildpass.hooks.buildpass import BuildPassHook
-
-    return BuildPassHook(config.buildpass_conn_id, policy=config.retry).get_conn()
-
-
 def run_window(context: Any) -> Window:
     """The run's window: ``window_start``/``window_end`` from the trigger form (DAG params) or the
     run conf (the conf wins, whatever ``dag_run_conf_overrides_params`` says), else the run's data
@@ -122,32 +78,44 @@ def run_window(context: Any) -> Window:
 
 @final_on_config_error
 def extract(context: Any) -> list[dict[str, Any]]:
-    config = load_config()
+    from acc_buildpass.pipeline import extract as extract_step
+
+    config = runtime.load_config()
     window = run_window(context)
     log.info("Copying photos created in [%s, %s)", window.start.isoformat(), window.end.isoformat())
-    batches = extract_step.extract(_acc(config), _buildpass(config), _store(config), config, window)
+    with runtime.clients(config) as (acc, buildpass):
+        batches = extract_step.extract(acc, buildpass, runtime.build_store(config), config, window)
     return [b.to_xcom() for b in batches]
+
+
+def _run_batch(raw_batch: dict[str, Any], context: Any, step: str) -> tuple[Batch, list[Any]]:
+    """Stage or publish one batch (``step``), its per-photo outcomes written beside the window's
+    other batches for the report: (the batch, the outcomes)."""
+    from acc_buildpass.pipeline import publish as publish_step
+    from acc_buildpass.pipeline import stage as stage_step
+
+    batch = Batch.from_xcom(raw_batch)
+    context["batch_label"] = batch.label
+    config = runtime.load_config()
+    store = runtime.build_store(config)
+    with runtime.clients(config, acc=step == "stage", buildpass=step == "publish") as (acc, buildpass):
+        if step == "stage":
+            outcomes = stage_step.stage_batch(acc, store, config, batch)
+        else:
+            outcomes = publish_step.publish_batch(buildpass, store, config, batch)
+    store.put_json(store.layout.batch_outcome(batch.window, batch.index, step), outcomes)
+    return batch, outcomes
 
 
 @final_on_config_error
 def stage(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
-    batch = Batch.from_xcom(raw_batch)
-    context["batch_label"] = batch.label
-    config = load_config()
-    store = _store(config)
-    outcomes = stage_step.stage_batch(_acc(config), store, config, batch)
-    store.put_json(store.layout.batch_outcome(batch.window, batch.index, "stage"), outcomes)
+    _run_batch(raw_batch, context, "stage")
     return raw_batch
 
 
 @final_on_config_error
 def publish(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
-    batch = Batch.from_xcom(raw_batch)
-    context["batch_label"] = batch.label
-    config = load_config()
-    store = _store(config)
-    outcomes = publish_step.publish_batch(_buildpass(config), store, config, batch)
-    store.put_json(store.layout.batch_outcome(batch.window, batch.index, "publish"), outcomes)
+    batch, outcomes = _run_batch(raw_batch, context, "publish")
     return {"index": batch.index, "count": len(outcomes)}
 
 
@@ -155,12 +123,14 @@ def publish(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
 def report(raw_batches: list[dict[str, Any]] | None, context: Any, manifest: Any = None) -> dict[str, Any]:
     """Reconcile; when every photo was copied, ``manifest`` (an outlet Asset) gets an event whose
     extra says where the window's manifest parts and report are (keys only, never a secret)."""
+    from acc_buildpass.pipeline import report as report_step
+
     if raw_batches is None:
         raise CopyFailed("extraction did not finish, nothing was copied: see the extract task's log")
-    config = load_config()
+    config = runtime.load_config()
     batches = [Batch.from_xcom(b) for b in raw_batches]
     window = run_window(context)
-    store = _store(config)
+    store = runtime.build_store(config)
     result = report_step.build(store, config, window, batches, run_id=context.get("run_id"))
     log.info(
         "Reconciliation report (s3://%s/%s):\n%s",
@@ -222,27 +192,11 @@ def _operation_window(params: Any, action: str) -> Window:
         raise ConfigError(f"invalid window: {exc}; give ISO 8601 'window_start' < 'window_end'") from None
 
 
-def _pool_lookup_in_task(pool: str) -> Callable[[str], bool] | None:
-    """Airflow 3 keeps task processes away from the metadata DB: where the pool cannot be read,
-    check skips it rather than report the DB down."""
-    from acc_buildpass import runtime as commands
-
-    try:
-        exists = commands.pool_exists(pool)
-    except Exception as exc:
-        log.info("pool %s not readable from this task (%s): skipped", pool, type(exc).__name__)
-        return None
-    return lambda _: exists
-
-
 def _operate_check() -> dict[str, Any]:
-
     from airflow.sdk.exceptions import AirflowFailException
 
-    from acc_buildpass import runtime as commands
-
     pool = settings.pool()
-    findings = commands.check(pool, _pool_lookup_in_task(pool))
+    findings = runtime.check(pool, runtime.pool_lookup_in_task(pool))
     problems = [f.line() for f in findings if f.problem]
     log.info(
         "Check:\n%s\n%s",
@@ -255,12 +209,11 @@ def _operate_check() -> dict[str, Any]:
 
 
 def _operate_plan(window: Window, projects: list[str] | None, run_id: str | None) -> dict[str, Any]:
-    from acc_buildpass import runtime as commands
     from acc_buildpass.cli import render
     from acc_buildpass.cli.progress import Progress
     from acc_buildpass.pipeline import dry_run
 
-    store, plans = commands.plan(window, projects, Progress("plan", write_line=log.info, every=10))
+    store, plans = runtime.plan(window, projects, Progress("plan", write_line=log.info, every=10))
     data = dry_run.plan_json(window, plans)
     key = store.layout.plan_report(window)
     store.put_json(key, {**data, "run_id": run_id})
@@ -271,12 +224,11 @@ def _operate_plan(window: Window, projects: list[str] | None, run_id: str | None
 def _operate_replay(window: Window, projects: list[str] | None) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from acc_buildpass import runtime as commands
     from acc_buildpass.cli import render
     from acc_buildpass.cli.progress import Progress
     from acc_buildpass.pipeline import replay as replay_step
 
-    result, written = commands.replay(window, projects, Progress("replay", write_line=log.info))
+    result, written = runtime.replay(window, projects, Progress("replay", write_line=log.info))
     log.info("Replay (%s):\n%s", written, render.render_replay(result))
     if not replay_step.replay_ok(result):
         totals = result["totals"]
@@ -301,7 +253,7 @@ def follow_edits(params: Any) -> dict[str, Any]:
     from acc_buildpass.cli import render
     from acc_buildpass.pipeline import follow_edits as follow
 
-    config = load_config()
+    config = runtime.load_config()
     policy = params.get("delete_policy") or "report"
     try:
         days = int(params.get("days") or 7)
@@ -310,16 +262,17 @@ def follow_edits(params: Any) -> dict[str, Any]:
         raise ConfigError(f"param days: {exc}") from None
     if policy not in settings.DELETE_POLICIES:
         raise ConfigError(f"param delete_policy must be one of {', '.join(settings.DELETE_POLICIES)}, not {policy!r}")
-    result = follow.follow_edits(
-        _acc(config),
-        _buildpass(config),
-        _store(config),
-        config,
-        days,
-        datetime.now(UTC),
-        delete_policy=policy,
-        dry_run=bool(params.get("dry_run")),
-    )
+    with runtime.clients(config) as (acc, buildpass):
+        result = follow.follow_edits(
+            acc,
+            buildpass,
+            runtime.build_store(config),
+            config,
+            days,
+            datetime.now(UTC),
+            delete_policy=policy,
+            dry_run=bool(params.get("dry_run")),
+        )
     log.info("Follow edits:\n%s", render.render_follow_edits(result))
     failed = follow.failures(result)
     if failed:

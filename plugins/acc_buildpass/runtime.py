@@ -1,67 +1,109 @@
-"""The operator's commands over the configuration Airflow holds: ``acc-buildpass`` and the DAG
-``acc_buildpass_operations`` both run these, so a check, a plan or a replay is the same whether
-it is typed or triggered from the UI.
+"""The only module that knows how Airflow hands out the configuration, the connections and the
+S3 store, for the package's three kinds of process:
 
-Each reads the Variable ``acc_buildpass_config`` and the connections through Airflow, builds the
-clients with the package's hooks and calls :mod:`acc_buildpass.operations`. Nothing here prints:
-the caller decides where the table and the progress go (the terminal, or the task log).
-Imports are lazy so that ``acc-buildpass --help`` starts fast.
+- a **task** (the Task SDK: Variable and connections from the API server; no metadata DB),
+- the api-server's **UI** plugin (the Copy report tab: the metadata DB, a person waiting),
+- the **command line** ``acc-buildpass`` (the metadata DB when it can be read: ``use_metadata_db``).
+
+It also holds the operator's commands (check, plan, replay), which ``acc-buildpass`` and the DAG
+``acc_buildpass_operations`` both run, so a check is the same whether typed or triggered.
+Nothing here prints: the caller decides where the table and the progress go. Imports are lazy so
+that ``acc-buildpass --help`` starts fast.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from acc_buildpass.settings import DEFAULT_POOL
+from acc_buildpass.errors import ConfigError
+from acc_buildpass.settings import DEFAULT_POOL, VARIABLE
 
 if TYPE_CHECKING:
     from acc_buildpass.cli.progress import Progress
+    from acc_buildpass.clients.acc import AccClient
+    from acc_buildpass.clients.buildpass import BuildPassClient
+    from acc_buildpass.clients.retry import RetryPolicy
     from acc_buildpass.config import PipelineConfig
     from acc_buildpass.models import Window
     from acc_buildpass.pipeline.checks import Finding
     from acc_buildpass.pipeline.dry_run import ProjectPlan
+    from acc_buildpass.storage import Store
+
+log = logging.getLogger(__name__)
 
 
-# -- configuration and clients ------------------------------------------------------------------
+# -- the Variable --------------------------------------------------------------------------------
 
 
-def _not_defined(exc: BaseException) -> bool:
-    return type(exc).__name__ == "AirflowNotFoundException" or "isn't defined" in str(exc)
+class VariableNotSet(ConfigError):
+    """The Variable ``acc_buildpass_config`` is not set anywhere Airflow looks."""
 
 
-def _connection_error(conn_id: str) -> str:
-    return (
-        f"connection {conn_id!r} is not defined: set AIRFLOW_CONN_{conn_id.upper()} or add it "
-        "(airflow connections add, the UI, or a secrets backend; see README, 'Configuration')"
-    )
+def parse_config(raw: Any) -> PipelineConfig:
+    """The Variable's value (JSON text, or what a secrets backend already decoded), checked.
+
+    :raises ConfigError: one line naming the key to fix, or where the JSON breaks
+    """
+    from acc_buildpass.config import PipelineConfig
+
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError as exc:
+        raise ConfigError(f"Variable {VARIABLE} is not valid JSON: {exc}") from None
+    return PipelineConfig.from_variable(parsed)
+
+
+def load_config() -> PipelineConfig:
+    """The Variable, as a task or the command line reads it (the Task SDK: environment, secrets
+    backends, and for the command line the metadata DB).
+
+    :raises VariableNotSet: it is not set
+    :raises ConfigError: what to fix in it
+    """
+    from airflow.sdk import Variable
+
+    try:
+        raw = Variable.get(VARIABLE)
+    except Exception:  # the SDK raises its own not-found type; the fix is the same
+        raise VariableNotSet(
+            f"Variable {VARIABLE} is not set: create it with the staging bucket and the project mappings "
+            "(see README, 'Configuration')"
+        ) from None
+    return parse_config(raw)
+
+
+def load_config_in_api_server() -> PipelineConfig:
+    """The Variable, as the api-server reads it (environment, secrets backends, metadata DB).
+
+    :raises VariableNotSet: it is not set
+    :raises ConfigError: what to fix in it
+    """
+    from airflow.models.variable import Variable
+
+    raw = Variable.get(VARIABLE, default_var=None)
+    if raw is None:
+        raise VariableNotSet(f"Variable {VARIABLE} is not set")
+    return parse_config(raw)
+
+
+# -- connections, clients and the staging store ----------------------------------------------------
 
 
 def require_connection(conn_id: str) -> Any:
     """:raises ConfigError: the connection is not defined anywhere Airflow looks"""
-    from airflow.sdk import BaseHook
+    from acc_buildpass.hooks.connections import require_connection as require
 
-    from acc_buildpass.errors import ConfigError
-
-    try:
-        return BaseHook.get_connection(conn_id)
-    except Exception as exc:
-        if _not_defined(exc):
-            raise ConfigError(_connection_error(conn_id)) from None
-        raise
+    return require(conn_id)
 
 
-def load_config() -> PipelineConfig:
-    """The Variable, parsed and validated (:raises ConfigError: what to fix)."""
-    from acc_buildpass.dag_tasks import load_config as load
-
-    return load()
-
-
-def _retry(config: PipelineConfig | None, quick: bool) -> Any:
+def _policy(config: PipelineConfig | None, quick: bool) -> RetryPolicy:
     from acc_buildpass.clients.retry import RetryPolicy
 
     if quick:  # check answers in seconds; the DAG's policy may wait minutes for a dead host
@@ -69,40 +111,51 @@ def _retry(config: PipelineConfig | None, quick: bool) -> Any:
     return config.retry if config is not None else RetryPolicy()
 
 
-def build_acc(config: PipelineConfig | None, conn_id: str, *, quick: bool = False) -> Any:
-    from acc_buildpass.errors import ConfigError
+def build_acc(config: PipelineConfig | None, conn_id: str, *, quick: bool = False) -> AccClient:
+    """The ACC client of connection ``conn_id``, with the Variable's retry policy (or check's).
+
+    :raises ConfigError: the connection is not defined, or its host cannot be used
+    """
     from acc_buildpass.hooks.acc import AccHook
 
-    require_connection(conn_id)
-    try:
-        return AccHook(conn_id, policy=_retry(config, quick)).get_conn()
-    except ValueError as exc:
-        raise ConfigError(f"connection {conn_id!r}: {exc}") from None
+    return AccHook(conn_id, policy=_policy(config, quick)).get_conn()
 
 
-def build_buildpass(config: PipelineConfig | None, conn_id: str, *, quick: bool = False) -> Any:
-    from acc_buildpass.errors import ConfigError
+def build_buildpass(config: PipelineConfig | None, conn_id: str, *, quick: bool = False) -> BuildPassClient:
+    """:raises ConfigError: the connection is not defined, or its host cannot be used"""
     from acc_buildpass.hooks.buildpass import BuildPassHook
 
-    require_connection(conn_id)
-    try:
-        return BuildPassHook(conn_id, policy=_retry(config, quick)).get_conn()
-    except ValueError as exc:
-        raise ConfigError(f"connection {conn_id!r}: {exc}") from None
+    return BuildPassHook(conn_id, policy=_policy(config, quick)).get_conn()
 
 
-def build_store(config: PipelineConfig, *, quick: bool = False) -> Any:
-    """The staging store through the S3Hook, as the DAG's tasks build it (fewer retries for check)."""
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from botocore.config import Config
+def build_store(config: PipelineConfig, profile: str = "task") -> Store:
+    """The staging store of the Variable's bucket and prefix, through the staging connection.
 
-    from acc_buildpass.storage import Layout, Store
+    :param profile: ``task`` (the DAGs' tasks and the command line), ``check`` or ``ui``: how
+        hard each S3 call tries (see :mod:`acc_buildpass.hooks.staging`)
+    :raises ConfigError: the staging connection is not defined
+    """
+    from acc_buildpass.hooks.staging import PROFILES, staging_store
+    from acc_buildpass.storage import Layout
 
-    require_connection(config.staging_conn_id)  # else boto3 falls back to ambient AWS credentials
-    attempts, connect = (3, 5) if quick else (10, 10)
-    retries = Config(retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=connect, read_timeout=120)
-    s3 = S3Hook(aws_conn_id=config.staging_conn_id, config=retries).get_conn()
-    return Store(s3, Layout(config.staging_bucket, config.staging_prefix))
+    layout = Layout(config.staging_bucket, config.staging_prefix)
+    return staging_store(config.staging_conn_id, layout, PROFILES[profile])
+
+
+@contextmanager
+def clients(config: PipelineConfig, *, acc: bool = True, buildpass: bool = True) -> Iterator[tuple[Any, Any]]:
+    """The API clients a task or a command needs, closed when it is done: (ACC, BuildPass), None
+    for one not asked for.
+
+    :raises ConfigError: a connection is not defined, or its host cannot be used
+    """
+    with ExitStack() as opened:
+        acc_client = opened.enter_context(build_acc(config, config.acc_conn_id)) if acc else None
+        bp_client = opened.enter_context(build_buildpass(config, config.buildpass_conn_id)) if buildpass else None
+        yield acc_client, bp_client
+
+
+# -- the pool ------------------------------------------------------------------------------------
 
 
 def pool_exists(name: str) -> bool:
@@ -116,13 +169,22 @@ def pool_exists(name: str) -> bool:
         return session.scalar(select(Pool.pool).where(Pool.pool == name)) is not None
 
 
+def pool_lookup_in_task(pool: str) -> Callable[[str], bool] | None:
+    """How a task looks up the pool for ``check``: Airflow 3 keeps task processes away from the
+    metadata DB, so where the pool cannot be read, check skips it rather than report the DB down."""
+    try:
+        exists = pool_exists(pool)
+    except Exception as exc:
+        log.info("pool %s not readable from this task (%s): skipped", pool, type(exc).__name__)
+        return None
+    return lambda _: exists
+
+
 def select_projects(config: PipelineConfig, acc_project_ids: Collection[str] | None) -> PipelineConfig:
     """The configuration narrowed to some of its mappings (all of them when none are named).
 
     :raises ConfigError: an id that the Variable does not map
     """
-    from acc_buildpass.errors import ConfigError
-
     if not acc_project_ids:
         return config
     wanted = list(dict.fromkeys(acc_project_ids))
@@ -147,7 +209,6 @@ def check(pool: str, pool_lookup: Callable[[str], bool] | None = pool_exists) ->
         cannot be read at all (an Airflow 3 task): the pool is then skipped, saying where to look
     """
     from acc_buildpass.config import PipelineConfig
-    from acc_buildpass.errors import ConfigError
     from acc_buildpass.pipeline import checks
 
     findings: list[Finding] = []
@@ -161,50 +222,66 @@ def check(pool: str, pool_lookup: Callable[[str], bool] | None = pool_exists) ->
         findings.append(checks.problem("Variable acc_buildpass_config", str(exc)))
     acc_conn = config.acc_conn_id if config else PipelineConfig.acc_conn_id
     bp_conn = config.buildpass_conn_id if config else PipelineConfig.buildpass_conn_id
+    acc_build = partial(build_acc, config, acc_conn, quick=True)
+    bp_build = partial(build_buildpass, config, bp_conn, quick=True)
+    with ExitStack() as opened:
+        acc = _signed_in(opened, findings, "ACC", acc_conn, acc_build, checks.check_acc_sign_in)
+        buildpass = _signed_in(opened, findings, "BuildPass", bp_conn, bp_build, checks.check_buildpass_sign_in)
+        findings.extend(_check_staging_and_mappings(config, acc, buildpass))
+    findings.append(_check_pool(pool, pool_lookup))
+    return findings
 
-    def client(build: Callable[[], Any], subject: str, sign_in: Callable[[Any], list[Finding]]) -> Any:
-        try:
-            made = build()
-        except ConfigError as exc:
-            findings.append(checks.problem(subject, str(exc)))
-            return None
-        results = sign_in(made)
-        findings.extend(results)
-        return None if any(f.problem for f in results) else made
 
-    acc = client(
-        lambda: build_acc(config, acc_conn, quick=True),
-        f"ACC connection {acc_conn}",
-        lambda c: checks.check_acc_sign_in(c, acc_conn),
-    )
-    buildpass = client(
-        lambda: build_buildpass(config, bp_conn, quick=True),
-        f"BuildPass connection {bp_conn}",
-        lambda c: checks.check_buildpass_sign_in(c, bp_conn),
-    )
-    if config is not None:
-        try:
-            store = build_store(config, quick=True)
-        except ConfigError as exc:
-            findings.append(checks.problem(f"staging connection {config.staging_conn_id}", str(exc)))
-        else:
-            findings.extend(checks.check_staging(store, config.staging_conn_id))
-        findings.extend(checks.check_mappings(acc, buildpass, config))
+def _signed_in(
+    opened: ExitStack,
+    findings: list[Finding],
+    api: str,
+    conn_id: str,
+    build: Callable[[], Any],
+    sign_in: Callable[[Any, str], list[Finding]],
+) -> Any:
+    """A client whose sign-in check passed (closed with ``opened``), else None; the findings of
+    building it and signing in are added to ``findings``."""
+    from acc_buildpass.pipeline import checks
+
+    try:
+        made = opened.enter_context(build())
+    except ConfigError as exc:
+        findings.append(checks.problem(f"{api} connection {conn_id}", str(exc)))
+        return None
+    results = sign_in(made, conn_id)
+    findings.extend(results)
+    return None if any(f.problem for f in results) else made
+
+
+def _check_staging_and_mappings(config: PipelineConfig | None, acc: Any, buildpass: Any) -> list[Finding]:
+    from acc_buildpass.pipeline import checks
+
+    if config is None:
+        return [checks.Finding(checks.SKIP, "staging bucket and project mappings", "not checked: no valid Variable")]
+    findings: list[Finding] = []
+    try:
+        store = build_store(config, "check")
+    except ConfigError as exc:
+        findings.append(checks.problem(f"staging connection {config.staging_conn_id}", str(exc)))
     else:
-        findings.append(
-            checks.Finding(checks.SKIP, "staging bucket and project mappings", "not checked: no valid Variable")
-        )
+        findings.extend(checks.check_staging(store, config.staging_conn_id))
+    findings.extend(checks.check_mappings(acc, buildpass, config))
+    return findings
+
+
+def _check_pool(pool: str, pool_lookup: Callable[[str], bool] | None) -> Finding:
+    from acc_buildpass.pipeline import checks
+
     if pool_lookup is None:
         where = "not checked: a task cannot read the metadata DB; see `airflow pools list` or run `acc-buildpass check`"
-        findings.append(checks.Finding(checks.SKIP, f"Airflow pool {pool}", where))
-    else:
-        findings.append(checks.check_pool(pool, pool_lookup))  # when the DB is down, this names its error once
-    return findings
+        return checks.Finding(checks.SKIP, f"Airflow pool {pool}", where)
+    return checks.check_pool(pool, pool_lookup)  # when the DB is down, this names its error once
 
 
 def plan(
     window: Window, acc_project_ids: Collection[str] | None = None, progress: Progress | None = None
-) -> tuple[Any, list[ProjectPlan]]:
+) -> tuple[Store, list[ProjectPlan]]:
     """A dry run of the window for every mapping, or the ones named: (the store, the plans).
 
     :param progress: told of every page listed (its total is set to the number of projects)
@@ -213,18 +290,18 @@ def plan(
     from acc_buildpass.pipeline import dry_run
 
     config = select_projects(load_config(), acc_project_ids)
-    acc = build_acc(config, config.acc_conn_id)
-    store = build_store(config)
     position = {m.acc_project_id: i for i, m in enumerate(config.projects)}
-    if progress is not None:
-        progress.total, progress.unit = len(config.projects), "projects"
 
     def on_page(mapping: Any, pages: int, records: int) -> None:
         if progress is not None:
             text = f"{mapping.acc_project_id}: {pages} pages, {records} records listed"
             progress.update(position[mapping.acc_project_id], text)
 
-    plans = dry_run.plan(acc, store, config, window, on_page)
+    with clients(config, buildpass=False) as (acc, _):
+        store = build_store(config)
+        if progress is not None:
+            progress.total, progress.unit = len(config.projects), "projects"
+        plans = dry_run.plan(acc, store, config, window, on_page)
     if progress is not None:
         found = sum(p.found for p in plans)
         progress.finish(f"{found} photo(s) listed in {sum(p.pages for p in plans)} page(s)")
@@ -244,16 +321,15 @@ def replay(
 
     config = load_config()
     only = {m.acc_project_id for m in select_projects(config, acc_project_ids).projects} if acc_project_ids else None
-    acc = build_acc(config, config.acc_conn_id)
-    buildpass = build_buildpass(config, config.buildpass_conn_id)
-    store = build_store(config)
 
     def on_batch(done: int, total: int, label: str) -> None:
         if progress is not None:
             progress.total, progress.unit = total, "photos"
             progress.update(done, label)
 
-    result = replay_step.replay(acc, buildpass, store, config, window, on_batch, only=only)
+    with clients(config) as (acc, buildpass):
+        store = build_store(config)
+        result = replay_step.replay(acc, buildpass, store, config, window, on_batch, only=only)
     if progress is not None:
         progress.finish(", ".join(f"{n} {status.replace('_', ' ')}" for status, n in result["totals"].items()))
     return result, f"s3://{store.bucket}/{store.layout.replay_report(window, 'json')}"

@@ -5,29 +5,18 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from acc_buildpass.settings import ACTIONS, OPERATIONS_DAG_ID
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
 GOOD_WINDOW = {"window_start": "2026-03-01T00:00:00Z", "window_end": "2026-03-02T00:00:00+00:00"}
 
 
 @pytest.fixture(scope="module")
-def bag():  # type: ignore[no-untyped-def]
-    from airflow.dag_processing.dagbag import DagBag
-
-    dags = DagBag(dag_folder=str(DAGS))
-    assert dags.import_errors == {}
-    return dags
-
-
-@pytest.fixture(scope="module")
-def operations(bag):  # type: ignore[no-untyped-def]
-    return bag.dags[OPERATIONS_DAG_ID]
+def operations(dag_bag: Any) -> Any:
+    return dag_bag.dags[OPERATIONS_DAG_ID]
 
 
 def form(dag: Any) -> dict[str, dict[str, Any]]:
@@ -52,7 +41,7 @@ def test_the_operations_dag_is_manual_one_task_never_retried(operations) -> None
     assert [t.task_id for t in operations.tasks] == ["operate"]
     assert operations.get_task("operate").retries == 0
     assert set(operations.tags) >= {"acc", "buildpass", "operations"}
-    assert operations.doc_md and "airflow dags trigger acc_buildpass_operations" in operations.doc_md
+    assert "airflow dags trigger acc_buildpass_operations" in operations.doc_md
 
 
 def test_the_form_offers_the_action_as_a_labelled_choice(operations) -> None:  # type: ignore[no-untyped-def]
@@ -94,8 +83,8 @@ def test_a_conf_is_validated_against_the_form(operations, conf: dict[str, Any], 
     assert accepts(operations, conf) is ok
 
 
-def test_the_copy_dag_offers_an_optional_window_and_keeps_scheduled_runs_as_they_were(bag) -> None:  # type: ignore[no-untyped-def]
-    copy_dag = bag.dags["acc_to_buildpass_photos"]
+def test_the_copy_dag_offers_an_optional_window_and_keeps_scheduled_runs_as_they_were(dag_bag: Any) -> None:
+    copy_dag = dag_bag.dags["acc_to_buildpass_photos"]
     fields = form(copy_dag)
     assert set(fields) == {"window_start", "window_end"}
     for field in fields.values():

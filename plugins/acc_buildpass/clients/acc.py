@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, Unpack
 
 import requests
 
-from acc_buildpass.clients import http, retry
+from acc_buildpass.clients import endpoints, http, retry
 from acc_buildpass.clients.tokens import FileTokenStore, TokenState, fingerprint
 from acc_buildpass.errors import (
     ApiError,
@@ -29,12 +29,6 @@ from acc_buildpass.models import AccPhoto, valid_id
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://developer.api.autodesk.com"
-TOKEN_PATH = "/authentication/v2/token"  # noqa: S105 (a path, not a secret)
-PHOTOS_FILTER_PATH = "/construction/photos/v1/projects/{project_id}/photos:filter"
-PHOTO_PATH = "/construction/photos/v1/projects/{project_id}/photos/{photo_id}"
-HUBS_PATH = "/project/v1/hubs"
-HUB_PROJECTS_PATH = "/project/v1/hubs/{hub_id}/projects"
 PAGE_LIMIT = 50  # the API caps pages at 50
 SCOPE = "data:read"
 _DOWNLOAD_CHUNK = 1024 * 1024
@@ -67,13 +61,17 @@ def _range_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-class AccClient:
-    """ACC Photos API.
+class AccClient(http.ApiClient):
+    """ACC Photos API (and Data Management's hubs and projects), signed in as one user.
 
     :param token_store: where rotated refresh tokens (and the current access token) live
     :param refresh_token: the refresh token the connection was configured with
     :param on_secret: called with every token received, to register it with a log masker
+    :raises ValueError: a base URL the refresh token must not go to (``http.check_base_url``)
     """
+
+    default_base_url = endpoints.ACC_BASE_URL
+    host_name = "ACC host"
 
     def __init__(
         self,
@@ -82,19 +80,11 @@ class AccClient:
         client_secret: str,
         refresh_token: str,
         token_store: FileTokenStore,
-        *,
-        policy: retry.RetryPolicy | None = None,
-        session: requests.Session | None = None,
-        on_secret: Callable[[str], None] | None = None,
+        **options: Unpack[http.ClientOptions],
     ) -> None:
-        self.base_url = http.check_base_url(base_url or DEFAULT_BASE_URL, name="ACC host")
-        self._client_id = client_id
-        self._client_secret = client_secret
+        super().__init__(base_url, client_id, client_secret, **options)
         self._seed_token = refresh_token
         self._store = token_store
-        self.policy = policy or retry.RetryPolicy()
-        self.session = session or http.new_session()
-        self._on_secret = on_secret or (lambda _s: None)
         self._access: TokenState | None = None
         self._token_lock = threading.Lock()
         self.refreshes = 0
@@ -102,6 +92,13 @@ class AccClient:
     # -- sign-in ----------------------------------------------------------------------------
 
     def access_token(self) -> str:
+        """A valid access token: the one in hand, one another process stored, or a refreshed one.
+
+        :raises AuthError: no refresh token configured
+        :raises RefreshTokenRejected: ACC refused the refresh token (sign in again)
+        :raises ConfigError: the token store cannot be read with the configured key
+        :raises ApiError: the token call failed for good (after the policy's retries)
+        """
         with self._token_lock:
             if self._access is None or not self._access.access_valid():
                 self._access = self._refresh(stale=self._access.access_token if self._access else None)
@@ -143,13 +140,14 @@ class AccClient:
         """Prove the client id and secret with a two-legged token; the refresh token is not touched.
 
         :raises AuthError: ACC refused the client id or secret
+        :raises ApiError: any other refusal, or no usable answer after the policy's retries
         """
         response = retry.call(
             self.policy,
             lambda: http.request(
                 self.session,
                 "POST",
-                self.base_url + TOKEN_PATH,
+                self.base_url + endpoints.ACC_TOKEN,
                 auth=(self._client_id, self._client_secret),
                 data={"grant_type": "client_credentials", "scope": SCOPE},
             ),
@@ -160,7 +158,7 @@ class AccClient:
             self._on_secret(token)
 
     def _token_call(self, refresh_token: str) -> dict[str, Any]:
-        url = self.base_url + TOKEN_PATH
+        url = self.base_url + endpoints.ACC_TOKEN
         attempts: list[Exception] = []
 
         def once() -> dict[str, Any]:
@@ -235,8 +233,10 @@ class AccClient:
         inclusive is not documented); the exact window is applied here.
 
         :param on_page: called with the number of records of each page as it arrives (progress)
+        :raises NotFound: the project is unknown or not visible to this user
+        :raises ApiError: a page could not be read, or the pages loop or leave the host
         """
-        url = self.base_url + PHOTOS_FILTER_PATH.format(project_id=project_id)
+        url = self._photos_filter(project_id)
         body: dict[str, Any] = {
             "filter": {
                 "createdAt": f"{_range_time(created_from - timedelta(seconds=1))}.."
@@ -255,8 +255,11 @@ class AccClient:
                 yield photo
 
     def photos_by_id(self, project_id: str, photo_ids: Iterable[str]) -> dict[str, AccPhoto]:
-        """Current records with fresh signed URLs, one call per 50 ids. Absent ids are gone."""
-        url = self.base_url + PHOTOS_FILTER_PATH.format(project_id=project_id)
+        """Current records with fresh signed URLs, one call per 50 ids. Absent ids are gone.
+
+        :raises ApiError: a page could not be read
+        """
+        url = self._photos_filter(project_id)
         ids = list(photo_ids)
         found: dict[str, AccPhoto] = {}
         for start in range(0, len(ids), PAGE_LIMIT):
@@ -272,8 +275,13 @@ class AccClient:
         return found
 
     def get_photo(self, project_id: str, photo_id: str) -> AccPhoto:
-        """:raises Gone: deleted by a user  :raises NotFound: no such photo"""
-        url = self.base_url + PHOTO_PATH.format(project_id=project_id, photo_id=photo_id)
+        """One photo's current record, with fresh signed URLs.
+
+        :raises Gone: deleted by a user
+        :raises NotFound: no such photo
+        :raises ApiError: any other refusal, or an unreadable record
+        """
+        url = self.base_url + endpoints.path(endpoints.ACC_PHOTO, project_id=project_id, photo_id=photo_id)
         response = self._api("GET", url, params={"include": "signedUrls"})
         try:
             return AccPhoto.from_api(http.json_body(response), project_id)
@@ -284,9 +292,12 @@ class AccClient:
         """One cheap call that proves sign-in and access to the project.
 
         :raises NotFound: the project is unknown or not visible to this user
+        :raises ApiError: any other refusal
         """
-        url = self.base_url + PHOTOS_FILTER_PATH.format(project_id=project_id)
-        self._api("POST", url, json={"limit": 1})
+        self._api("POST", self._photos_filter(project_id), json={"limit": 1})
+
+    def _photos_filter(self, project_id: str) -> str:
+        return self.base_url + endpoints.path(endpoints.ACC_PHOTOS_FILTER, project_id=project_id)
 
     def _pages(self, url: str, body: dict[str, Any], on_page: Callable[[int], None] | None = None) -> Iterator[Any]:
         seen: set[str] = set()
@@ -313,17 +324,25 @@ class AccClient:
     # -- discovery (Data Management) -------------------------------------------------------
 
     def list_hubs(self) -> list[AccHub]:
-        """The hubs (ACC accounts) the signed-in user can see."""
+        """The hubs (ACC accounts) the signed-in user can see.
+
+        :raises ApiError: a page could not be read, or the pages loop or leave the host
+        """
         hubs = []
-        for item in self._dm_items(self.base_url + HUBS_PATH, "hubs"):
+        for item in self._dm_items(self.base_url + endpoints.ACC_HUBS, "hubs"):
             hubs.append(AccHub(id=item["id"], name=_dm_name(item)))
         return hubs
 
     def list_projects(self, hub_id: str, page_limit: int = 200) -> list[AccProject]:
-        """Every project of one hub the signed-in user can see, all pages (``page[limit]`` each)."""
+        """Every project of one hub the signed-in user can see, all pages (``page[limit]`` each).
+
+        :raises ValueError: ``hub_id`` is not an id
+        :raises ApiError: a page could not be read, or the pages loop or leave the host
+        """
         if not valid_id(hub_id):
             raise ValueError(f"not a hub id: {hub_id!r}")
-        url = self.base_url + HUB_PROJECTS_PATH.format(hub_id=hub_id) + f"?page%5Blimit%5D={int(page_limit)}"
+        path = endpoints.path(endpoints.ACC_HUB_PROJECTS, hub_id=hub_id)
+        url = self.base_url + path + f"?page%5Blimit%5D={int(page_limit)}"
         return [
             AccProject(id=strip_b(item["id"]), name=_dm_name(item), hub_id=hub_id)
             for item in self._dm_items(url, "projects")

@@ -7,17 +7,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 import requests
 
-from acc_buildpass.clients import http, retry
+from acc_buildpass.clients import endpoints, http, retry
 from acc_buildpass.clients.multipart import FilePart, MultipartBody
 from acc_buildpass.errors import ApiError, AuthError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.buildpass.global"
 AUDIENCE = "https://api.buildpass.global"
 API_VERSION = "v1"
 SCOPES = "read:photos write:photos"
@@ -78,11 +77,19 @@ class UpsertResult:
     failed: dict[str, str] = field(default_factory=dict)  # externalSourceId -> error
 
 
-class BuildPassClient:
+class BuildPassClient(http.ApiClient):
     """BuildPass API for one OAuth client.
 
+    Every public call may also raise what any call raises: ``AuthError`` (credentials refused),
+    ``RateLimited``, ``ServerError`` or ``TransportError`` once the policy's retries are spent,
+    ``ApiError`` for an answer of the wrong shape.
+
     :param region_id: sent as ``X-BuildPass-Region-Id`` when given (BuildPass assumes au1)
+    :raises ValueError: a host not to be trusted with the client secret (see ``http.ApiClient``)
     """
+
+    default_base_url = endpoints.BUILDPASS_BASE_URL
+    host_name = "BuildPass host"
 
     def __init__(
         self,
@@ -91,17 +98,10 @@ class BuildPassClient:
         client_secret: str,
         *,
         region_id: str | None = None,
-        policy: retry.RetryPolicy | None = None,
-        session: requests.Session | None = None,
-        on_secret: Callable[[str], None] | None = None,
+        **options: Unpack[http.ClientOptions],
     ) -> None:
-        self.base_url = http.check_base_url(base_url or DEFAULT_BASE_URL, name="BuildPass host")
-        self._client_id = client_id
-        self._client_secret = client_secret
+        super().__init__(base_url, client_id, client_secret, **options)
         self.region_id = region_id
-        self.policy = policy or retry.RetryPolicy()
-        self.session = session or http.new_session()
-        self._on_secret = on_secret or (lambda _s: None)
         self._token: str | None = None
         self._token_expires = 0.0
         self._lock = threading.Lock()
@@ -121,7 +121,7 @@ class BuildPassClient:
                 response = http.request(
                     self.session,
                     "POST",
-                    self.base_url + "/oauth/token",
+                    self.base_url + endpoints.BUILDPASS_TOKEN,
                     json={
                         "grant_type": "client_credentials",
                         "client_id": self._client_id,
@@ -225,6 +225,8 @@ class BuildPassClient:
         """Upload image bytes, one request for all of ``files`` (``attachments/bulk-upload``).
 
         Replaying an upload only leaves an unused attachment behind, so it is retried freely.
+
+        :raises ApiError: the answer does not list one upload per file
         """
 
         def body() -> MultipartBody:
@@ -232,19 +234,26 @@ class BuildPassClient:
             parts = [FilePart(f"file:{i}", f.filename, f.content_type, f.size, f.open) for i, f in enumerate(files)]
             return MultipartBody(fields, parts)
 
-        response = self._call("POST", f"/builders/{builder_id}/attachments/bulk-upload", body_factory=body)
+        path = endpoints.path(endpoints.BUILDPASS_BULK_UPLOAD, builder_id=builder_id)
+        response = self._call("POST", path, body_factory=body)
         uploads = http.json_body(response).get("uploads")
         if not isinstance(uploads, list) or len(uploads) != len(files):
             raise ApiError(f"bulk-upload answered {len(uploads or [])} uploads for {len(files)} files")
         return [self._attachment(u) for u in uploads]
 
     def upload_attachment(self, builder_id: str, file: FilePart) -> Attachment:
+        """Upload one file's bytes (``attachments/upload``), retried freely as the bulk upload is.
+
+        :raises ApiError: the answer names no attachment key
+        """
+
         def body() -> MultipartBody:
             return MultipartBody(
                 [("type", "attachment")], [FilePart("file", file.filename, file.content_type, file.size, file.open)]
             )
 
-        response = self._call("POST", f"/builders/{builder_id}/attachments/upload", body_factory=body)
+        path = endpoints.path(endpoints.BUILDPASS_UPLOAD, builder_id=builder_id)
+        response = self._call("POST", path, body_factory=body)
         return self._attachment(http.json_body(response))
 
     def _attachment(self, raw: Any) -> Attachment:
@@ -267,7 +276,11 @@ class BuildPassClient:
         folder_name: str | None,
         photos: list[dict[str, Any]],
     ) -> UpsertResult:
-        """Create photos idempotently per photo ``externalSourceId`` (repeats are skipped)."""
+        """Create photos idempotently per photo ``externalSourceId`` (repeats are skipped).
+
+        :raises BadRequest: BuildPass refused the request as a whole (photos it refuses one by
+            one are in the result's ``failed``)
+        """
         body: dict[str, Any] = {
             "externalSourceId": source_id,
             "sourceApp": source_app,
@@ -278,7 +291,8 @@ class BuildPassClient:
             body["folderId"] = folder_id
         if folder_name:
             body["folderName"] = folder_name
-        payload = http.json_body(self._call("POST", f"/builders/{builder_id}/photo-gallery/bulk-upsert", json=body))
+        path = endpoints.path(endpoints.BUILDPASS_BULK_UPSERT, builder_id=builder_id)
+        payload = http.json_body(self._call("POST", path, json=body))
         failed: dict[str, str] = {}
         for entry in payload.get("failedPhotos") or []:
             if isinstance(entry, dict):
@@ -294,44 +308,75 @@ class BuildPassClient:
         """``POST /photos``. Not idempotent: replayed only when the server cannot have acted.
 
         :raises TransportError: with ``sent`` True when the outcome is unknown
+        :raises BadRequest: BuildPass refused the photo
         """
-        response = self._call("POST", f"/builders/{builder_id}/photos", idempotent=False, json=photo)
+        path = endpoints.path(endpoints.BUILDPASS_PHOTOS, builder_id=builder_id)
+        response = self._call("POST", path, idempotent=False, json=photo)
         return BuildPassPhoto.from_api(http.json_body(response))
 
     def list_photos(self, builder_id: str, project_id: str, folder_id: str | None = None) -> list[BuildPassPhoto]:
+        """The photos of a project (of one of its folders when given).
+
+        :raises NotFound: no such builder or project
+        """
         params = {"projectId": project_id}
         if folder_id:
             params["folderId"] = folder_id
-        payload = http.json_body(self._call("GET", f"/builders/{builder_id}/photos", params=params))
+        path = endpoints.path(endpoints.BUILDPASS_PHOTOS, builder_id=builder_id)
+        payload = http.json_body(self._call("GET", path, params=params))
         return [BuildPassPhoto.from_api(p) for p in payload.get("data") or [] if isinstance(p, dict)]
 
     def update_photo(self, builder_id: str, photo_id: str, changes: dict[str, Any]) -> BuildPassPhoto:
-        response = self._call("PATCH", f"/builders/{builder_id}/photos/{photo_id}", json=changes)
+        """Patch the fields given (a PATCH of the same fields twice is the same PATCH).
+
+        :raises NotFound: no such photo
+        :raises BadRequest: BuildPass refused a field
+        """
+        path = endpoints.path(endpoints.BUILDPASS_PHOTO, builder_id=builder_id, photo_id=photo_id)
+        response = self._call("PATCH", path, json=changes)
         return BuildPassPhoto.from_api(http.json_body(response))
 
     def list_folders(self, builder_id: str, project_id: str) -> list[Folder]:
-        payload = http.json_body(
-            self._call("GET", f"/builders/{builder_id}/photo-folders", params={"projectId": project_id})
-        )
+        """The photo folders of a project.
+
+        :raises NotFound: no such builder or project
+        """
+        path = endpoints.path(endpoints.BUILDPASS_FOLDERS, builder_id=builder_id)
+        payload = http.json_body(self._call("GET", path, params={"projectId": project_id}))
         return [self._folder(f) for f in payload.get("data") or [] if isinstance(f, dict)]
 
     def get_folder(self, builder_id: str, folder_id: str) -> Folder:
-        return self._folder(http.json_body(self._call("GET", f"/builders/{builder_id}/photo-folders/{folder_id}")))
+        """One photo folder.
+
+        :raises NotFound: no such folder
+        """
+        path = endpoints.path(endpoints.BUILDPASS_FOLDER, builder_id=builder_id, folder_id=folder_id)
+        return self._folder(http.json_body(self._call("GET", path)))
 
     def create_folder(self, builder_id: str, project_id: str, name: str) -> Folder:
-        response = self._call(
-            "POST",
-            f"/builders/{builder_id}/photo-folders",
-            idempotent=False,
-            json={"name": name, "projectId": project_id},
-        )
+        """A new folder. Not idempotent: replayed only when the server cannot have acted.
+
+        :raises TransportError: with ``sent`` True when the outcome is unknown
+        :raises NotFound: no such builder or project
+        """
+        path = endpoints.path(endpoints.BUILDPASS_FOLDERS, builder_id=builder_id)
+        response = self._call("POST", path, idempotent=False, json={"name": name, "projectId": project_id})
         return self._folder(http.json_body(response))
 
     def delete_folder(self, builder_id: str, folder_id: str) -> None:
-        self._call("DELETE", f"/builders/{builder_id}/photo-folders/{folder_id}")
+        """Delete a folder.
+
+        :raises NotFound: no such folder
+        :raises Conflict: the folder still holds photos
+        """
+        path = endpoints.path(endpoints.BUILDPASS_FOLDER, builder_id=builder_id, folder_id=folder_id)
+        self._call("DELETE", path)
 
     def sign_in(self) -> None:
-        """Fetch a token: proves the credentials without touching any data."""
+        """Fetch a token: proves the credentials without touching any data.
+
+        :raises AuthError: BuildPass refused the client id or secret
+        """
         self._access_token()
 
     @staticmethod

@@ -6,7 +6,8 @@ import ipaddress
 import os
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
-from typing import Any
+from types import TracebackType
+from typing import Any, Self, TypedDict, Unpack
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -14,6 +15,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from acc_buildpass import __version__
+from acc_buildpass.clients.retry import RetryPolicy
 from acc_buildpass.errors import (
     ApiError,
     AuthError,
@@ -62,6 +64,62 @@ def new_session(pool_size: int = 8) -> requests.Session:
     # Proxies and .netrc from the environment must not inject credentials we did not choose.
     session.trust_env = False
     return session
+
+
+class ClientOptions(TypedDict, total=False):
+    """What either client may be given besides its credentials.
+
+    :param policy: how hard each call tries (default: ``RetryPolicy()``)
+    :param session: a Session to use instead of a new one (tests, shared pools)
+    :param on_secret: called with every token received, to register it with a log masker
+    """
+
+    policy: RetryPolicy | None
+    session: requests.Session | None
+    on_secret: Callable[[str], None] | None
+
+
+class ApiClient:
+    """What both API clients share: a checked base URL, the client credentials, one Session (its
+    connection pool serves the client's threads), the retry policy and the secret masker.
+
+    Closeable, so a task or a command that is done with a client gives its connections back:
+    ``close()``, or ``with client: ...``.
+
+    :raises ValueError: the base URL is not http(s), or plain http to a host not allowed it
+    """
+
+    default_base_url = ""  # the vendor's API, when the connection names no host
+    host_name = "API host"  # how an error names the base URL
+
+    def __init__(self, base_url: str, client_id: str, client_secret: str, **options: Unpack[ClientOptions]) -> None:
+        self.base_url = check_base_url(base_url or self.default_base_url, name=self.host_name)
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self.policy = options.get("policy") or RetryPolicy()
+        self.session = options.get("session") or new_session()
+        self._on_secret = options.get("on_secret") or (lambda _s: None)
+
+    def close(self) -> None:
+        """Close the Session and its pooled connections (a later call opens new ones).
+
+        :raises: nothing
+        """
+        self.session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def api_base_url(host: str | None, default: str) -> str:
+    """A connection's host as a base URL: empty means the vendor's API, a bare host name https."""
+    url = host or default
+    return url if "://" in url else f"https://{url}"
 
 
 INSECURE_HOSTS_ENV = "ACC_BUILDPASS_INSECURE_HTTP_HOSTS"

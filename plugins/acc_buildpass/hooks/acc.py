@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
-from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
-from acc_buildpass.clients import retry
-from acc_buildpass.clients.acc import DEFAULT_BASE_URL, TOKEN_PATH, AccClient
-from acc_buildpass.clients.http import check_base_url, json_body, new_session, request
+from acc_buildpass.clients import endpoints, retry
+from acc_buildpass.clients.acc import AccClient
+from acc_buildpass.clients.http import api_base_url
 from acc_buildpass.clients.tokens import FileTokenStore
-from acc_buildpass.errors import AccBuildPassError
+from acc_buildpass.hooks import forms
+from acc_buildpass.hooks.connections import ApiHook
+
+# The Test button waits for the answer: one attempt, as a person can press it again.
+TEST_POLICY = retry.RetryPolicy(attempts=1)
 
 
 def _fernet_key() -> str | None:
@@ -25,7 +28,18 @@ def _fernet_key() -> str | None:
         return None
 
 
-class AccHook(BaseHook):
+@dataclass(frozen=True)
+class AccConnection:
+    """What the connection says, read once per hook (every secret in it already masked)."""
+
+    base_url: str
+    client_id: str
+    client_secret: str
+    refresh_token: str
+    token_store: str
+
+
+class AccHook(ApiHook):
     """ACC Photos API with a three-legged refresh token.
 
     Connection: ``host`` (default Autodesk's API), ``login`` client id, ``password`` client
@@ -35,73 +49,62 @@ class AccHook(BaseHook):
 
     conn_name_attr = "acc_conn_id"
     default_conn_name = "acc_default"
-    conn_type = "acc"
-    hook_name = "Autodesk Construction Cloud"
+    conn_type = forms.ACC.conn_type
+    hook_name = forms.ACC.hook_name
+    form = forms.ACC  # how the UI draws the connection (see provider.get_provider_info)
+    api = "ACC"
 
     def __init__(self, acc_conn_id: str = default_conn_name, policy: retry.RetryPolicy | None = None) -> None:
-        super().__init__()
+        super().__init__(acc_conn_id, policy)
         self.acc_conn_id = acc_conn_id
-        self.policy = policy or retry.RetryPolicy()
 
     @cached_property
-    def _settings(self) -> dict[str, Any]:
-        conn = self.get_connection(self.acc_conn_id)
+    def connection(self) -> AccConnection:
+        """:raises ConfigError: the connection is not defined"""
+        conn = self._connection()
         extra = conn.extra_dejson
         refresh_token = extra.get("refresh_token") or ""
-        for secret in (conn.password, refresh_token):
-            if secret:
-                mask_secret(secret)
+        if refresh_token:
+            mask_secret(refresh_token)
         home = os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow"))
-        host = conn.host or DEFAULT_BASE_URL
-        if "://" not in host:
-            host = f"https://{host}"
-        return {
-            "base_url": host,
-            "client_id": conn.login or "",
-            "client_secret": conn.password or "",
-            "refresh_token": refresh_token,
-            "token_store": extra.get("token_store") or os.path.join(home, "acc_buildpass"),
-        }
-
-    def get_conn(self) -> AccClient:
-        s = self._settings
-        store = FileTokenStore(s["token_store"], key=f"{s['base_url']}|{s['client_id']}", fernet_key=_fernet_key())
-        return AccClient(
-            s["base_url"],
-            s["client_id"],
-            s["client_secret"],
-            s["refresh_token"],
-            store,
-            policy=self.policy,
-            on_secret=mask_secret,
+        return AccConnection(
+            base_url=api_base_url(conn.host, endpoints.ACC_BASE_URL),
+            client_id=conn.login or "",
+            client_secret=conn.password or "",
+            refresh_token=refresh_token,
+            token_store=extra.get("token_store") or os.path.join(home, "acc_buildpass"),
         )
 
-    def test_connection(self) -> tuple[bool, str]:
-        """Check the app's client id and secret with a two-legged token.
+    def get_conn(self, policy: retry.RetryPolicy | None = None) -> AccClient:
+        """The client, its tokens registered with the secrets masker as they arrive.
+
+        :param policy: instead of the hook's own
+        :raises ConfigError: the connection is not defined, or its host (or the token store's
+            key) cannot be used
+        """
+        c = self.connection
+        try:
+            store = FileTokenStore(c.token_store, key=f"{c.base_url}|{c.client_id}", fernet_key=_fernet_key())
+            return AccClient(
+                c.base_url,
+                c.client_id,
+                c.client_secret,
+                c.refresh_token,
+                store,
+                policy=policy or self.policy,
+                on_secret=mask_secret,
+            )
+        except ValueError as exc:
+            raise self._unusable(exc) from None
+
+    def _sign_in(self) -> tuple[bool, str]:
+        """Check the app's client id and secret with a two-legged token (the client's own check).
 
         The refresh token is single use and is left alone: spending it here could strand
         the workers that hold the rotated chain.
         """
-        try:
-            s = self._settings
-            if not s["refresh_token"]:
-                return (
-                    False,
-                    "extra.refresh_token is empty: complete the three-legged sign-in and paste the refresh token",
-                )
-            base = check_base_url(s["base_url"], name="ACC host")
-            response = request(
-                new_session(1),
-                "POST",
-                base + TOKEN_PATH,
-                auth=(s["client_id"], s["client_secret"]),
-                data={"grant_type": "client_credentials", "scope": "data:read"},
-            )
-            token = json_body(response).get("access_token")
-            if token:
-                mask_secret(token)
-            return True, "ACC accepted the client id and secret (the refresh token is not spent by a test)"
-        except (AccBuildPassError, ValueError) as exc:
-            return False, f"ACC sign-in failed: {exc}"
-        except Exception as exc:
-            return False, f"ACC sign-in failed: {type(exc).__name__}"
+        if not self.connection.refresh_token:
+            return False, "extra.refresh_token is empty: complete the three-legged sign-in and paste the refresh token"
+        with self.get_conn(policy=TEST_POLICY) as client:
+            client.check_client()
+        return True, "ACC accepted the client id and secret (the refresh token is not spent by a test)"

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from functools import cached_property
 
-from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
-from acc_buildpass.clients import retry
-from acc_buildpass.clients.buildpass import DEFAULT_BASE_URL, BuildPassClient
-from acc_buildpass.errors import AccBuildPassError
+from acc_buildpass.clients import endpoints, retry
+from acc_buildpass.clients.buildpass import BuildPassClient
+from acc_buildpass.clients.http import api_base_url
+from acc_buildpass.hooks import forms
+from acc_buildpass.hooks.connections import ApiHook
 
 
-class BuildPassHook(BaseHook):
+@dataclass(frozen=True)
+class BuildPassConnection:
+    """What the connection says, read once per hook (the secret in it already masked)."""
+
+    base_url: str
+    client_id: str
+    client_secret: str
+    region_id: str | None
+
+
+class BuildPassHook(ApiHook):
     """BuildPass API with OAuth client credentials.
 
     Connection: ``host`` (default ``https://api.buildpass.global``), ``login`` client id,
@@ -21,37 +33,46 @@ class BuildPassHook(BaseHook):
 
     conn_name_attr = "buildpass_conn_id"
     default_conn_name = "buildpass_default"
-    conn_type = "buildpass"
-    hook_name = "BuildPass"
+    conn_type = forms.BUILDPASS.conn_type
+    hook_name = forms.BUILDPASS.hook_name
+    form = forms.BUILDPASS  # how the UI draws the connection (see provider.get_provider_info)
+    api = "BuildPass"
 
     def __init__(self, buildpass_conn_id: str = default_conn_name, policy: retry.RetryPolicy | None = None) -> None:
-        super().__init__()
+        super().__init__(buildpass_conn_id, policy)
         self.buildpass_conn_id = buildpass_conn_id
-        self.policy = policy or retry.RetryPolicy()
 
-    def get_conn(self) -> BuildPassClient:
-        conn = self.get_connection(self.buildpass_conn_id)
-        extra: dict[str, Any] = conn.extra_dejson
-        if conn.password:
-            mask_secret(conn.password)
-        host = conn.host or DEFAULT_BASE_URL
-        if "://" not in host:
-            host = f"https://{host}"
-        return BuildPassClient(
-            host,
-            conn.login or "",
-            conn.password or "",
-            region_id=extra.get("region_id") or None,
-            policy=self.policy,
-            on_secret=mask_secret,
+    @cached_property
+    def connection(self) -> BuildPassConnection:
+        """:raises ConfigError: the connection is not defined"""
+        conn = self._connection()
+        return BuildPassConnection(
+            base_url=api_base_url(conn.host, endpoints.BUILDPASS_BASE_URL),
+            client_id=conn.login or "",
+            client_secret=conn.password or "",
+            region_id=conn.extra_dejson.get("region_id") or None,
         )
 
-    def test_connection(self) -> tuple[bool, str]:
-        """Sign in with the client credentials; reads nothing, writes nothing."""
+    def get_conn(self) -> BuildPassClient:
+        """The client, its tokens registered with the secrets masker as they arrive.
+
+        :raises ConfigError: the connection is not defined, or its host cannot be used
+        """
+        c = self.connection
         try:
-            self.get_conn().sign_in()
-            return True, "BuildPass accepted the client credentials"
-        except (AccBuildPassError, ValueError) as exc:
-            return False, f"BuildPass sign-in failed: {exc}"
-        except Exception as exc:
-            return False, f"BuildPass sign-in failed: {type(exc).__name__}"
+            return BuildPassClient(
+                c.base_url,
+                c.client_id,
+                c.client_secret,
+                region_id=c.region_id,
+                policy=self.policy,
+                on_secret=mask_secret,
+            )
+        except ValueError as exc:
+            raise self._unusable(exc) from None
+
+    def _sign_in(self) -> tuple[bool, str]:
+        """Sign in with the client credentials (the client's own check); reads nothing, writes nothing."""
+        with self.get_conn() as client:
+            client.sign_in()
+        return True, "BuildPass accepted the client credentials"

@@ -12,7 +12,6 @@ no image.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
@@ -25,11 +24,12 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from acc_buildpass.config import PipelineConfig, resolve_window
+from acc_buildpass import runtime
+from acc_buildpass.config import resolve_window
 from acc_buildpass.errors import ConfigError
 from acc_buildpass.models import Window
 from acc_buildpass.settings import COPY_DAG_ID, DEFAULT_ACTION, OPERATIONS_DAG_ID, VARIABLE
-from acc_buildpass.storage import Layout, Store, describe_failure
+from acc_buildpass.storage import Layout, describe_failure
 
 DAG_ID = COPY_DAG_ID  # the tab shows on every DAG's runs: only this one's have a report
 HEADERS = {
@@ -114,34 +114,27 @@ def locate_operation(conf: Any) -> Located:
 
 
 def _read(conf: Any, interval_start: Any, interval_end: Any, key_of: Callable[[Layout, Window], str]) -> Located:
-    from airflow.models.variable import Variable
-
-    raw = Variable.get(VARIABLE, default_var=None)
-    if raw is None:
-        return Located("", problem=f"The Variable {VARIABLE} is not set, so there is no staging bucket to read.")
     try:
-        config = PipelineConfig.from_variable(json.loads(raw))
+        config = runtime.load_config_in_api_server()
+    except runtime.VariableNotSet:
+        return Located("", problem=f"The Variable {VARIABLE} is not set, so there is no staging bucket to read.")
+    except ConfigError as exc:
+        return Located("", problem=f"This run has no report: {exc}")
+    try:
         window = resolve_window(conf if isinstance(conf, dict) else {}, interval_start, interval_end)
     except (ConfigError, ValueError) as exc:
         return Located("", problem=f"This run has no report: {exc}")
-    layout = Layout(config.staging_bucket, config.staging_prefix)
-    key = key_of(layout, window)
+    key = key_of(Layout(config.staging_bucket, config.staging_prefix), window)
     where = f"s3://{config.staging_bucket}/{key}"
     try:
-        report = _store(config, layout).get_json(key)
+        report = runtime.build_store(config, "ui").get_json(key)
+    except ConfigError as exc:  # the staging connection is missing: the message says what to set
+        return Located(where, problem=f"The report could not be read: {exc}.")
     except Exception as exc:  # S3 down, credentials refused: say so, but not the exception's text
         return Located(where, problem=f"The report could not be read ({describe_failure(exc)}).")
     if report is None:
         return Located(where, problem="No report has been written for this run's window yet.")
     return Located(where, report=report)
-
-
-def _store(config: PipelineConfig, layout: Layout) -> Store:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from botocore.config import Config
-
-    timeouts = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=20)
-    return Store(S3Hook(aws_conn_id=config.staging_conn_id, config=timeouts).get_conn(), layout)
 
 
 # -- rendering: plain functions of the report; _p and _table escape every value they are given --

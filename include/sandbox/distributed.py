@@ -93,6 +93,7 @@ class Deployment:
             ),
             check=True,
             stdout=subprocess.DEVNULL,
+            cwd=self.pg_home,  # a directory the postgres user may enter
         )
         subprocess.run(
             self._as_postgres(
@@ -108,6 +109,7 @@ class Deployment:
             ),
             check=True,
             stdout=subprocess.DEVNULL,
+            cwd=self.pg_home,  # a directory the postgres user may enter
         )
         self.pg_started = True
         subprocess.run(
@@ -115,6 +117,7 @@ class Deployment:
                 str(self.pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "airflow", "airflow"
             ),
             check=True,
+            cwd=self.pg_home,
         )
 
     def start_redis(self) -> None:
@@ -137,6 +140,7 @@ class Deployment:
                 self._as_postgres(str(self.pg_bin / "pg_ctl"), "-D", str(self.pg_dir), "-m", "fast", "stop"),
                 check=False,
                 stdout=subprocess.DEVNULL,
+                cwd=self.pg_home,
             )
             self.pg_started = False
         if self.pg_home != self.root:

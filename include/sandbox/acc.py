@@ -42,6 +42,8 @@ PHOTOS = r"/construction/photos/v1/projects/(?P<project_id>[^/]+)"
 HUBS = r"/project/v1/hubs"
 HUB_NAME = "Sandbox Construction Co."
 DM_PAGE_LIMIT = 200  # Data Management pages: default and maximum page[limit]
+NOVEL_MEDIA_TYPES = ("PANORAMA", "DRONE_ORTHO")  # types ACC does not list today (answer media_type=novel)
+STORAGE_CLOCK_AHEAD = 2  # seconds the file storage's clock runs ahead (answer signed_url_clock=ahead)
 
 TITLES = [
     "Level 3 slab pour",
@@ -184,6 +186,16 @@ class Query:
 
 class AccApp(App):
     name = "acc"
+    answer_choices = {
+        # What a record's "size" says: the true byte count (today), 0, no key, or one per photo.
+        "size": ("true", "zero", "absent", "mixed"),
+        # "novel": one NORMAL photo in four (by id) is served with a mediaType not listed today.
+        "media_type": ("listed", "novel"),
+        # "ahead": the storage's clock runs STORAGE_CLOCK_AHEAD s ahead of X-Amz-Date's issuer.
+        "signed_url_clock": ("same", "ahead"),
+        # "breaks": every second nextPost cursor of a listing is refused with 400.
+        "cursor": ("keeps", "breaks"),
+    }
 
     def reset_state(self) -> None:
         self.clients: dict[str, str] = {}
@@ -332,8 +344,33 @@ class AccApp(App):
 
     # -- photos --------------------------------------------------------------------------
 
+    def served_media_type(self, photo: Photo) -> Any:
+        media = photo.record.get("mediaType")
+        if media == "NORMAL" and self.answer("media_type") == "novel":
+            digest = hashlib.sha256(photo.key.encode()).digest()
+            if digest[0] % 4 == 0:
+                return NOVEL_MEDIA_TYPES[digest[1] % len(NOVEL_MEDIA_TYPES)]
+        return media
+
+    def _served_size(self, photo: Photo, out: dict[str, Any]) -> None:
+        """Make the record's ``size`` lie as the ``size`` answer says (the bytes do not change).
+
+        Only an honest size lies: a record crafted with a wrong one keeps its own lie.
+        """
+        honest = out.get("size") == (len(photo.body) if photo.body is not None else photo.body_size)
+        answer = self.answer("size") if honest else "true"
+        if answer == "mixed":
+            answer = ("true", "zero", "absent")[hashlib.sha256(photo.key.encode()).digest()[2] % 3]
+        if answer == "zero":
+            out["size"] = 0
+        elif answer == "absent":
+            out.pop("size", None)
+
     def photo_json(self, photo: Photo, base: str, *, signed: bool) -> dict[str, Any]:
         out = dict(photo.record)
+        if "mediaType" in out:
+            out["mediaType"] = self.served_media_type(photo)
+        self._served_size(photo, out)
         pid = photo.key
         if "urls" not in out:
             asset = f"{base}/construction/photos/assets/{photo.object_id}/{pid}"
@@ -379,10 +416,10 @@ class AccApp(App):
             body = {}
         if not isinstance(body, dict):
             return self.error(400, "the body must be a JSON object", "ERR-BAD-INPUT")
-        offset = 0
+        offset, pages = 0, 1  # pages: this one's number in the listing
         after: tuple[float, str] | None = None
         if body.get("cursorState") is not None:
-            spec, after, offset = self._open_cursor(body["cursorState"], project_id)
+            spec, after, offset, pages = self._open_cursor(body["cursorState"], project_id)
         else:
             spec = {k: body.get(k) for k in ("filter", "include", "limit", "sort")}
         try:
@@ -396,20 +433,22 @@ class AccApp(App):
         if more and page:
             last = page[-1]
             sort_key = last.created_key if query.field == "createdAt" else last.taken_key
-            cursor = self._make_cursor(spec, project_id, (sort_key, last.key), offset + len(page))
+            cursor = self._make_cursor(spec, project_id, (sort_key, last.key), offset + len(page), pages)
             pagination["nextPost"] = {
                 "url": f"{req.base_url}/construction/photos/v1/projects/{project_id}/photos:filter",
                 "body": {"cursorState": cursor},
             }
         return json_response(200, {"pagination": pagination, "results": results})
 
-    def _make_cursor(self, spec: dict[str, Any], project_id: str, after: tuple[float, str], offset: int) -> str:
-        state = {"q": spec, "p": project_id, "a": list(after), "o": offset, "t": self.now()}
+    def _make_cursor(
+        self, spec: dict[str, Any], project_id: str, after: tuple[float, str], offset: int, pages: int
+    ) -> str:
+        state = {"q": spec, "p": project_id, "a": list(after), "o": offset, "t": self.now(), "n": pages + 1}
         raw = json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
         mac = hmac.new(self.sign_key, raw, hashlib.sha256).digest()[:12]
         return base64.urlsafe_b64encode(mac + raw).decode().rstrip("=")
 
-    def _open_cursor(self, cursor: Any, project_id: str) -> tuple[dict[str, Any], tuple[float, str], int]:
+    def _open_cursor(self, cursor: Any, project_id: str) -> tuple[dict[str, Any], tuple[float, str], int, int]:
         bad = HttpError(self.error(400, "cursorState is invalid or has expired", "ERR-BAD-INPUT"))
         if not isinstance(cursor, str) or not cursor:
             raise bad
@@ -420,7 +459,7 @@ class AccApp(App):
                 raise bad
             state = json.loads(raw)
             after = (float(state["a"][0]), str(state["a"][1]))
-            spec, offset, issued = state["q"], int(state["o"]), float(state["t"])
+            spec, offset, issued, pages = state["q"], int(state["o"]), float(state["t"]), int(state.get("n", 2))
         except HttpError:
             raise
         except (ValueError, KeyError, TypeError, IndexError):
@@ -430,7 +469,10 @@ class AccApp(App):
         ttl = self.fault_setting("cursor_ttl")
         if ttl and self.now() - issued > ttl:
             raise bad
-        return spec, after, offset
+        if pages % 2 == 1 and self.answer("cursor") == "breaks":
+            self.count_event("cursor_refused")
+            raise bad  # the cursor of every second nextPost (pages 3, 5, ...)
+        return spec, after, offset, pages
 
     def _query(self, spec: dict[str, Any]) -> Query:
         flt = spec.get("filter")
@@ -503,7 +545,7 @@ class AccApp(App):
             key = photo.created_key if name == "createdAt" else photo.taken_key
             if not lo <= key <= hi:
                 return False
-        if q.media_types is not None and record.get("mediaType") not in q.media_types:
+        if q.media_types is not None and self.served_media_type(photo) not in q.media_types:
             return False
         if q.title is not None:
             title = record.get("title")
@@ -663,7 +705,9 @@ class AccApp(App):
             lifetime = int(expires)
         except ValueError:
             return s3_error(403, "AccessDenied", "Request has expired")
-        if self.now() > issued + lifetime:
+        ahead = STORAGE_CLOCK_AHEAD if self.answer("signed_url_clock") == "ahead" else 0
+        if self.now() + ahead > issued + lifetime:
+            self.count_event("expired_url_refused")
             return s3_error(403, "AccessDenied", "Request has expired")
         photo, thumb = self._lookup_object(object_id)
         if photo is None:
@@ -921,6 +965,8 @@ class AccApp(App):
         out = []
         for photo in photos:
             record = dict(photo.record)
+            if "mediaType" in record:
+                record["mediaType"] = self.served_media_type(photo)  # what ACC has, as served
             record["sha256"] = self.photo_sha256(photo)
             record["download"] = photo.behaviour
             if "id" not in record or record.get("id") != photo.key:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import random
 import re
 import secrets
 import time
@@ -41,6 +42,26 @@ HEAD_BYTES = 64
 MAX_FIELD = 1024 * 1024
 MAX_FILE_NAME = 255
 DEFAULT_REJECT = "photo failed validation"
+LISTING_CAP = 100  # photos per listing under the answer listing=capped or paged
+# Answers of the photo listing read back by `acc-buildpass verify` (the first is today's behaviour):
+# ``listing`` full | paged (the first LISTING_CAP, with a ``next`` hint) | capped (the first LISTING_CAP,
+# no hint); ``external_source_id`` none (the photo object carries none) | metadata (in ``metadata``).
+LISTING_ANSWERS: dict[str, tuple[str, ...]] = {
+    "listing": ("full", "paged", "capped"),
+    "external_source_id": ("none", "metadata"),
+}
+# Answers at BuildPass's other undocumented edges (SPEC.md, "Answers"; the first is today's
+# behaviour, the last the worst plausible one).
+EDGE_ANSWERS: dict[str, tuple[str, ...]] = {
+    "limits": ("none", "tight"),
+    "upload_order": ("index", "unnamed", "shuffled"),
+    "token_api_version": ("optional", "required"),
+    "created_ids": ("photo_ids", "attachment_keys", "absent"),
+    "upsert_reply": ("complete", "partial"),
+}
+TIGHT_UPLOAD_FILES = 10  # files per bulk-upload under limits=tight
+TIGHT_UPSERT_PHOTOS = 20  # photos per bulk-upsert under limits=tight
+TIGHT_REQUEST_BYTES = 4 * 1024 * 1024  # bytes per bulk-upload request under limits=tight
 
 
 # -- multipart/form-data, streamed ------------------------------------------------------------
@@ -237,6 +258,7 @@ def bad_file_name(value: Any) -> str | None:
 class BuildPassApp(App):
     name = "buildpass"
     default_rate_limit = (100, 10.0)
+    answer_choices = {**LISTING_ANSWERS, **EDGE_ANSWERS}
 
     def reset_state(self) -> None:
         self.clients: dict[str, dict[str, Any]] = {}
@@ -247,6 +269,8 @@ class BuildPassApp(App):
         self.photos: dict[str, dict[str, Any]] = {}
         self.upserted: dict[tuple[str, str, str], str] = {}  # (builder, project, externalSourceId) -> photo id
         self.rejects: dict[str, str] = {}  # externalSourceId -> validation message (POST /_admin/reject)
+        self.dropped: set[str] = set()  # externalSourceIds an upsert left out once (upsert_reply=partial)
+        self.order_rng = random.Random(f"{self.seed}:buildpass:upload-order")
         self.add_client(*DEFAULT_CLIENT, [DEFAULT_BUILDER])
         self.add_project(DEFAULT_BUILDER, *DEFAULT_PROJECT)
 
@@ -395,6 +419,8 @@ class BuildPassApp(App):
         return json_response(status, {"error": error, "error_description": description})
 
     def token(self, req: Request) -> Response:
+        if self.answer("token_api_version") == "required" and req.header("X-BuildPass-Api-Version") != API_VERSION:
+            return self.error(400, f"X-BuildPass-Api-Version: {API_VERSION} header is required", "invalid_api_version")
         content_type = (req.header("Content-Type") or "").lower()
         if "json" in content_type:
             body = req.json()
@@ -536,6 +562,9 @@ class BuildPassApp(App):
 
     def bulk_upload(self, req: Request, builder_id: str) -> Response:
         self._authorize(req, builder_id)
+        length = req.header("Content-Length") or ""
+        if self.answer("limits") == "tight" and length.isdigit() and int(length) > TIGHT_REQUEST_BYTES:
+            return self.error(413, "Request entity too large", "payload_too_large")
         parts = self._parts(req)
         files: dict[int, Part] = {}
         types: dict[int, str] = {}
@@ -557,9 +586,24 @@ class BuildPassApp(App):
                 return self.error(400, f"type:{index} must be 'attachment'", "invalid_request")
         if sorted(files) != list(range(len(files))):
             return self.error(400, "file indexes must run 0, 1, 2, ... without gaps", "invalid_request")
+        if self.answer("limits") == "tight" and len(files) > TIGHT_UPLOAD_FILES:
+            return self.error(400, "Too many files in one request", "invalid_request")
         sniffed = {i: self._check_file(files[i], f"file:{i}") for i in sorted(files)}
         uploads = [self._attachment(req, builder_id, files[i], sniffed[i]) for i in sorted(files)]
-        return json_response(201, {"uploads": uploads})
+        return json_response(201, {"uploads": self._in_answer_order(uploads)})
+
+    def _in_answer_order(self, uploads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The bulk-upload's answers under ``upload_order``: in index order, in index order
+        without ``fileName``, or shuffled (never left in index order when there are two or more)."""
+        order = self.answer("upload_order")
+        if order == "unnamed":
+            return [{k: v for k, v in u.items() if k != "fileName"} for u in uploads]
+        if order == "shuffled" and len(uploads) > 1:
+            shuffled = list(uploads)
+            with self.meta_lock:
+                self.order_rng.shuffle(shuffled)
+            return shuffled if shuffled != uploads else uploads[1:] + uploads[:1]
+        return uploads
 
     # -- photos ------------------------------------------------------------------------------
 
@@ -576,12 +620,29 @@ class BuildPassApp(App):
             "description": photo["description"],
             "photoTakenDate": photo["capturedAt"],
             "sortDate": photo["capturedAt"] or photo["createdAt"],
-            "metadata": dict(photo["metadata"]),
+            "metadata": self._metadata_json(photo),
             "createdAt": photo["createdAt"],
             "updatedAt": photo["updatedAt"],
             "archivedAt": photo["archivedAt"],
             "imageUrl": self._image_url(req, photo["key"]),
         }
+
+    def _metadata_json(self, photo: dict[str, Any]) -> dict[str, Any]:
+        """The photo's ``metadata``; with the answer external_source_id=metadata, its externalSourceId too."""
+        metadata = dict(photo["metadata"])
+        if self.answer("external_source_id") == "metadata" and photo["externalSourceId"] is not None:
+            metadata["externalSourceId"] = photo["externalSourceId"]
+        return metadata
+
+    def _listing_json(self, data: list[dict[str, Any]]) -> dict[str, Any]:
+        """The listing's body under the answer ``listing``: every photo, or the first LISTING_CAP
+        with a ``next`` hint (paged) or without one (capped)."""
+        shape = self.answer("listing")
+        if shape == "full" or len(data) <= LISTING_CAP:
+            return {"data": data}
+        if shape == "paged":
+            return {"data": data[:LISTING_CAP], "next": f"cursor-{LISTING_CAP}"}
+        return {"data": data[:LISTING_CAP]}
 
     def _new_photo(
         self,
@@ -698,6 +759,8 @@ class BuildPassApp(App):
         photos = body.get("photos")
         if not isinstance(photos, list):
             return self.error(400, "photos must be a list", "invalid_request")
+        if self.answer("limits") == "tight" and len(photos) > TIGHT_UPSERT_PHOTOS:
+            return self.error(400, "Too many photos in one request", "invalid_request")
         folder_id = body.get("folderId")
         if folder_id is not None:
             if self._folder_of(builder_id, project_id, folder_id) is None:
@@ -712,6 +775,7 @@ class BuildPassApp(App):
         created: list[str] = []
         skipped: list[str] = []
         failed: list[dict[str, Any]] = []
+        dropped = self._drop_one(builder_id, project_id, photos)
         for entry in photos:
             ext = entry.get("externalSourceId") if isinstance(entry, dict) else None
             if not isinstance(entry, dict) or not isinstance(ext, str) or not ext:
@@ -719,6 +783,8 @@ class BuildPassApp(App):
                     {"externalSourceId": ext if isinstance(ext, str) else None, "error": "externalSourceId is required"}
                 )
                 continue
+            if ext == dropped:
+                continue  # not created, not named
             problem = self._rejected(entry) or bad_file_name(entry.get("fileName"))
             captured = None
             if problem is None and entry.get("capturedAt") is not None:
@@ -742,15 +808,38 @@ class BuildPassApp(App):
                 )  # fmt: skip
                 self.upserted[(builder_id, project_id, ext)] = photo["id"]
             created.append(photo["id"])
-        return json_response(
-            200,
-            {
-                "folderId": folder_id,
-                "createdAttachmentIds": created,
-                "skippedExternalSourceIds": skipped,
-                "failedPhotos": failed,
-            },
-        )
+        reply: dict[str, Any] = {"folderId": folder_id}
+        ids = self._created_ids(created)
+        if ids is not None:
+            reply["createdAttachmentIds"] = ids
+        return json_response(200, {**reply, "skippedExternalSourceIds": skipped, "failedPhotos": failed})
+
+    def _drop_one(self, builder_id: str, project_id: str, photos: list[Any]) -> str | None:
+        """Under ``upsert_reply=partial``, the externalSourceId of the photo this call leaves out
+        (not created, not named): the last new one of a call of two or more, once per photo."""
+        if self.answer("upsert_reply") != "partial" or len(photos) < 2:
+            return None
+        with self.lock:
+            for entry in reversed(photos):
+                ext = entry.get("externalSourceId") if isinstance(entry, dict) else None
+                if (
+                    isinstance(ext, str)
+                    and ext not in self.dropped
+                    and (builder_id, project_id, ext) not in self.upserted
+                ):
+                    self.dropped.add(ext)
+                    return ext
+        return None
+
+    def _created_ids(self, created: list[str]) -> list[str] | None:
+        """``createdAttachmentIds`` under ``created_ids`` (photo ids, attachment keys, or absent:
+        None, left out of the reply); under ``upsert_reply=partial`` every second one is missing."""
+        answer = self.answer("created_ids")
+        if answer == "absent":
+            return None
+        with self.lock:
+            ids = created if answer == "photo_ids" else [self.photos[i]["key"] for i in created]
+        return ids[::2] if self.answer("upsert_reply") == "partial" else ids
 
     def bulk_archive(self, req: Request, builder_id: str) -> Response:
         self._authorize(req, builder_id, "write:photos")
@@ -787,7 +876,7 @@ class BuildPassApp(App):
                 and (folder_id is None or p["folderId"] == folder_id)
             ]
             data = [self.photo_json(req, p) for p in found]
-        return json_response(200, {"data": data})
+        return json_response(200, self._listing_json(data))
 
     def _photo(self, builder_id: str, photo_id: str) -> dict[str, Any]:
         with self.lock:

@@ -310,6 +310,35 @@ def normalize_faults(raw: Any, route_names: set[str]) -> dict[str, Any]:
     return config
 
 
+def normalize_answers(raw: Any, current: dict[str, str], choices: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """The answers after a client's ``POST /_admin/answers``: ``current`` updated by ``raw``.
+
+    ``{"preset": "worst"}`` (or ``"default"``) sets every answer first; named answers then
+    override it. The first choice of each answer is today's behaviour, the last its worst.
+
+    :raises ValueError: naming the answer or value
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ValueError("the answers must be a JSON object")
+    answers = dict(current)
+    preset = raw.get("preset")
+    if preset is not None:
+        if preset not in ("default", "worst"):
+            raise ValueError("preset must be 'default' or 'worst'")
+        answers = {name: values[0 if preset == "default" else -1] for name, values in choices.items()}
+    for name, value in raw.items():
+        if name == "preset":
+            continue
+        if name not in choices:
+            raise ValueError(f"unknown answer {name!r} (known: {', '.join(sorted(choices)) or 'none'})")
+        if value not in choices[name]:
+            raise ValueError(f"answer {name} must be one of {', '.join(choices[name])}")
+        answers[name] = value
+    return answers
+
+
 @dataclass
 class Fault:
     kind: str
@@ -373,6 +402,9 @@ class App:
     name = "app"
     # Rate limiting defaults: (limit, window seconds); 0 = off.
     default_rate_limit: tuple[int, float] = (0, 0)
+    # Named answers to undocumented points (``/_admin/answers``): name -> its values,
+    # the first today's behaviour (the default), the last the worst plausible one.
+    answer_choices: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -411,7 +443,9 @@ class App:
                 self.faults = normalize_faults({}, self.route_names())
                 self.fault_rng = random.Random(f"{self.seed}:{self.name}:faults")
                 self.stats: dict[str, int] = {}
+                self.events: dict[str, int] = {}
                 self.total = 0
+                self.answers = normalize_answers({"preset": "default"}, {}, self.answer_choices)
                 self._secrets: dict[str, None] = {}
                 limit, window = self.default_rate_limit
                 self.limiter = RateLimiter(limit, window)
@@ -507,6 +541,21 @@ class App:
             self.stats[route] = self.stats.get(route, 0) + 1
             self.total += 1
 
+    def count_event(self, name: str) -> None:
+        """Count something a test may check in ``/_admin/stats`` (e.g. a refused expired URL)."""
+        with self.meta_lock:
+            self.events[name] = self.events.get(name, 0) + 1
+
+    def answer(self, name: str) -> str:
+        """The current answer to the undocumented point ``name``."""
+        with self.meta_lock:
+            return self.answers[name]
+
+    def set_answers(self, raw: Any) -> dict[str, str]:
+        with self.meta_lock:
+            self.answers = normalize_answers(raw, self.answers, self.answer_choices)
+            return dict(self.answers)
+
     # -- admin ---------------------------------------------------------------------------
 
     def _add_common_admin(self) -> None:
@@ -520,6 +569,18 @@ class App:
         self.admin("POST", r"/clock", self._admin_clock)
         self.admin("GET", r"/rate-limit", lambda req: json_response(200, self.rate_limit_payload()))
         self.admin("POST", r"/rate-limit", self._admin_rate_limit)
+        self.admin("GET", r"/answers", lambda req: json_response(200, self.answers_payload()))
+        self.admin("POST", r"/answers", self._admin_answers)
+
+    def answers_payload(self) -> dict[str, str]:
+        with self.meta_lock:
+            return dict(self.answers)
+
+    def _admin_answers(self, req: Request) -> Response:
+        try:
+            return json_response(200, self.set_answers(admin_json(req)))
+        except ValueError as exc:
+            return json_response(400, {"error": str(exc)})
 
     def _admin_reset(self, req: Request) -> Response:
         self.reset()
@@ -537,13 +598,14 @@ class App:
 
     def stats_payload(self) -> dict[str, Any]:
         with self.meta_lock:
-            return {"requests": dict(self.stats), "total": self.total}
+            return {"requests": dict(self.stats), "total": self.total, "events": dict(self.events)}
 
     def _admin_stats_reset(self, req: Request) -> Response:
         with self.meta_lock:
             self.stats = {}
+            self.events = {}
             self.total = 0
-        return json_response(200, {"requests": {}, "total": 0})
+        return json_response(200, {"requests": {}, "total": 0, "events": {}})
 
     def clock_payload(self) -> dict[str, Any]:
         return {"now": self.now(), "offset_seconds": self.clock_offset}

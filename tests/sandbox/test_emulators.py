@@ -948,3 +948,173 @@ def test_reject_rule_refuses_one_photo_as_a_validation_error(box: sandbox.Sandbo
     admin(url, "/reject", {"externalSourceId": "r4", "message": "nope"})
     admin(url, "/reset")
     assert admin(url, "/reject", method="GET") == {"rejects": {}}
+
+
+# -- answers (/_admin/answers) ---------------------------------------------------------------
+
+
+def test_acc_answers_default_to_today_and_are_set_by_name_or_preset_and_reset(box: sandbox.Sandbox) -> None:
+    defaults = {"size": "true", "media_type": "listed", "signed_url_clock": "same", "cursor": "keeps"}
+    assert admin(box.acc_url, "/answers", method="GET") == defaults
+    assert admin(box.acc_url, "/answers", {"size": "zero"}) == {**defaults, "size": "zero"}
+    assert admin(box.acc_url, "/answers", {"cursor": "breaks"})["size"] == "zero"  # applied over the current ones
+    worst = {"size": "mixed", "media_type": "novel", "signed_url_clock": "ahead", "cursor": "breaks"}
+    assert admin(box.acc_url, "/answers", {"preset": "worst"}) == worst
+    assert admin(box.acc_url, "/answers", {"preset": "worst", "size": "absent"})["size"] == "absent"
+    for bad in ({"sizes": "zero"}, {"size": "huge"}, {"preset": "bad"}, ["size"]):
+        response = requests.post(box.acc_url + "/_admin/answers", json=bad, timeout=5)
+        assert response.status_code == 400 and response.json()["error"]
+    assert admin(box.acc_url, "/answers", method="GET")["size"] == "absent"  # a refused body changes nothing
+    admin(box.acc_url, "/reset", {})
+    assert admin(box.acc_url, "/answers", method="GET") == defaults
+
+
+@pytest.mark.parametrize(("answer", "said"), [("true", "bytes"), ("zero", 0), ("absent", None)])
+def test_acc_size_answer_makes_records_lie_but_not_the_bytes(box: sandbox.Sandbox, answer: str, said: object) -> None:
+    seed(box, 3)
+    admin(box.acc_url, "/answers", {"size": answer})
+    truth = {p["id"]: p for p in admin(box.acc_url, f"/photos?project_id={PROJECT}", method="GET")["photos"]}
+    served = all_pages(box, acc_headers(box), {"include": ["signedUrls"]})
+    for record in served:
+        assert record.get("size") == (truth[record["id"]]["size"] if said == "bytes" else said)
+        assert ("size" in record) is (answer != "absent")
+        file = requests.get(record["signedUrls"]["fileUrl"], timeout=10)
+        assert len(file.content) == int(file.headers["Content-Length"]) == truth[record["id"]]["size"]
+
+
+def test_acc_novel_media_type_answer_serves_types_not_listed_today(box: sandbox.Sandbox) -> None:
+    seed(box, 40)
+    headers = acc_headers(box)
+    assert {p["mediaType"] for p in all_pages(box, headers, {})} == {"NORMAL"}
+    admin(box.acc_url, "/answers", {"media_type": "novel"})
+    served = {p["id"]: p["mediaType"] for p in all_pages(box, headers, {})}
+    novel = {i for i, m in served.items() if m != "NORMAL"}
+    assert novel and set(served.values()) - {"NORMAL"} <= {"PANORAMA", "DRONE_ORTHO"} and len(novel) < 40
+    truth = admin(box.acc_url, f"/photos?project_id={PROJECT}", method="GET")["photos"]
+    assert {p["id"]: p["mediaType"] for p in truth} == served  # the truth sees them as served
+    only = all_pages(box, headers, {"filter": {"mediaType": ["PANORAMA", "DRONE_ORTHO"]}})
+    assert {p["id"] for p in only} == novel
+
+
+def test_acc_storage_clock_ahead_refuses_a_url_before_its_stated_expiry_and_counts_it(box: sandbox.Sandbox) -> None:
+    seed(box, 1)
+    admin(box.acc_url, "/faults", {"signed_url_ttl": 10})
+    url = all_pages(box, acc_headers(box), {"include": ["signedUrls"]})[0]["signedUrls"]["fileUrl"]
+    admin(box.acc_url, "/clock", {"advance_seconds": 8.5})  # 1.5 s or less before X-Amz-Date + X-Amz-Expires
+    assert requests.get(url, timeout=10).status_code == 200
+    admin(box.acc_url, "/answers", {"signed_url_clock": "ahead"})
+    refused = requests.get(url, timeout=10)
+    assert refused.status_code == 403 and b"Request has expired" in refused.content
+    assert admin(box.acc_url, "/stats", method="GET")["events"] == {"expired_url_refused": 1}
+
+
+def test_acc_cursor_answer_refuses_every_second_next_post(box: sandbox.Sandbox) -> None:
+    seed(box, 120)
+    admin(box.acc_url, "/answers", {"cursor": "breaks"})
+    headers = acc_headers(box)
+    first = requests.post(filter_url(box), json={"limit": 20}, headers=headers, timeout=10).json()
+    second = requests.post(filter_url(box), json=first["pagination"]["nextPost"]["body"], headers=headers, timeout=10)
+    assert second.status_code == 200  # the first cursor works
+    third = requests.post(
+        filter_url(box), json=second.json()["pagination"]["nextPost"]["body"], headers=headers, timeout=10
+    )
+    assert third.status_code == 400 and "cursorState" in third.json()["developerMessage"]
+    assert admin(box.acc_url, "/stats", method="GET")["events"] == {"cursor_refused": 1}
+
+
+# -- BuildPass answers ---------------------------------------------------------------------------
+
+BP_DEFAULTS = {
+    "limits": "none",
+    "upload_order": "index",
+    "token_api_version": "optional",
+    "created_ids": "photo_ids",
+    "upsert_reply": "complete",
+}
+
+
+def _entry(ext: str, key: str) -> dict:
+    return {
+        "externalSourceId": ext,
+        "fileName": f"{ext}.jpg",
+        "imageAttachment": {"key": key, "regionId": "au1", "type": "attachment"},
+    }
+
+
+def test_buildpass_answers_default_to_today_and_the_worst_preset_sets_each(box: sandbox.Sandbox) -> None:
+    current = admin(box.buildpass_url, "/answers", method="GET")
+    assert {k: current[k] for k in BP_DEFAULTS} == BP_DEFAULTS
+    worst = admin(box.buildpass_url, "/answers", {"preset": "worst"})
+    assert {k: worst[k] for k in BP_DEFAULTS} == {
+        "limits": "tight",
+        "upload_order": "shuffled",
+        "token_api_version": "required",
+        "created_ids": "absent",
+        "upsert_reply": "partial",
+    }
+    for bad in ({"limits": "loose"}, {"upload_order": "reversed"}, {"created_ids": ""}):
+        assert requests.post(box.buildpass_url + "/_admin/answers", json=bad, timeout=5).status_code == 400
+    admin(box.buildpass_url, "/reset", {})
+    assert {k: admin(box.buildpass_url, "/answers", method="GET")[k] for k in BP_DEFAULTS} == BP_DEFAULTS
+
+
+def test_buildpass_token_api_version_answer_refuses_a_token_call_without_the_header(box: sandbox.Sandbox) -> None:
+    bp_token(box)  # today: no header needed
+    admin(box.buildpass_url, "/answers", {"token_api_version": "required"})
+    body = {"grant_type": "client_credentials", "client_id": BP_CLIENT[0], "client_secret": BP_CLIENT[1]}
+    refused = requests.post(box.buildpass_url + "/oauth/token", json=body, timeout=5)
+    assert refused.status_code == 400 and "X-BuildPass-Api-Version" in refused.json()["error"]["message"]
+    version = {"X-BuildPass-Api-Version": "v1"}
+    sent = requests.post(box.buildpass_url + "/oauth/token", json=body, headers=version, timeout=5)
+    assert sent.status_code == 200 and sent.json()["access_token"]
+
+
+def test_buildpass_tight_limits_refuse_requests_over_them_as_a_whole(box: sandbox.Sandbox) -> None:
+    headers = bp_headers(box)
+    admin(box.buildpass_url, "/answers", {"limits": "tight"})
+    over = bulk_upload(box, headers, [jpeg(f"f{i}") for i in range(11)])
+    assert over.status_code == 400 and over.json()["error"]["message"] == "Too many files in one request"
+    assert bulk_upload(box, headers, [jpeg(f"f{i}") for i in range(10)]).status_code == 201
+    heavy = bulk_upload(box, headers, [jpeg(f"h{i}", 1_500_000) for i in range(3)])  # over 4 MiB
+    assert heavy.status_code == 413
+    assert len(admin(box.buildpass_url, "/attachments?builder_id=buil_demo", method="GET")["attachments"]) == 10
+    key = bulk_upload(box, headers, [jpeg("k")]).json()["uploads"][0]["key"]
+    many = _upsert(box, headers, [_entry(f"p{i}", key) for i in range(21)], folderName="ACC")
+    assert many.status_code == 400 and many.json()["error"]["message"] == "Too many photos in one request"
+    assert admin(box.buildpass_url, "/folders?builder_id=buil_demo", method="GET")["folders"] == []  # nothing made
+    assert _upsert(box, headers, [_entry(f"p{i}", key) for i in range(20)], folderName="ACC").status_code == 200
+
+
+@pytest.mark.parametrize("order", ["index", "unnamed", "shuffled"])
+def test_buildpass_upload_order_answer(box: sandbox.Sandbox, order: str) -> None:
+    headers = bp_headers(box)
+    admin(box.buildpass_url, "/answers", {"upload_order": order})
+    files = [jpeg(f"o{i}", 2000 + i) for i in range(6)]
+    uploads = bulk_upload(box, headers, files).json()["uploads"]
+    shas = {a["key"]: a["sha256"] for a in admin(box.buildpass_url, "/attachments", method="GET")["attachments"]}
+    served = [hashlib.sha256(f).hexdigest() for f in files]
+    if order == "unnamed":
+        assert all("fileName" not in u for u in uploads) and [shas[u["key"]] for u in uploads] == served
+    else:
+        names = [u["fileName"] for u in uploads]
+        assert sorted(names) == [f"photo{i}.jpg" for i in range(6)]
+        assert (names == sorted(names)) is (order == "index")
+        assert all(shas[u["key"]] == served[int(u["fileName"][5])] for u in uploads)  # each names its own file
+
+
+def test_buildpass_created_ids_and_partial_reply_answers(box: sandbox.Sandbox) -> None:
+    headers = bp_headers(box)
+    keys = [u["key"] for u in bulk_upload(box, headers, [jpeg(f"c{i}") for i in range(5)]).json()["uploads"]]
+    admin(box.buildpass_url, "/answers", {"created_ids": "attachment_keys"})
+    reply = _upsert(box, headers, [_entry("c0", keys[0])], folderName="ACC").json()
+    assert reply["createdAttachmentIds"] == [keys[0]]
+    admin(box.buildpass_url, "/answers", {"created_ids": "absent"})
+    assert "createdAttachmentIds" not in _upsert(box, headers, [_entry("c1", keys[1])], folderName="ACC").json()
+    admin(box.buildpass_url, "/answers", {"created_ids": "attachment_keys", "upsert_reply": "partial"})
+    batch = [_entry(f"c{i}", keys[i]) for i in (2, 3, 4)]
+    partial = _upsert(box, headers, batch, folderName="ACC").json()
+    made = {p["externalSourceId"] for p in admin(box.buildpass_url, "/photos", method="GET")["photos"]}
+    assert made == {"c0", "c1", "c2", "c3"}  # c4 dropped: not created...
+    assert partial["createdAttachmentIds"] == [keys[2]] and partial["failedPhotos"] == []  # ...nor named; c3 left out
+    again = _upsert(box, headers, batch, folderName="ACC").json()  # a photo is dropped once only
+    assert again["skippedExternalSourceIds"] == ["c2", "c3"] and again["createdAttachmentIds"] == [keys[4]]

@@ -14,6 +14,7 @@ from acc_buildpass.settings import PUBLISH_MODES, VARIABLE
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
+_MEDIA = re.compile(r"[A-Z][A-Z0-9_]{0,63}")  # an ACC mediaType name, listed today or not
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,7 @@ class PipelineConfig:
             if p.acc_project_id in seen:
                 raise ConfigError(f"{where}: ACC project {p.acc_project_id} is mapped twice; map it once")
             seen.add(p.acc_project_id)
-        media = raw.get("media_types", list(cls.media_types))
-        if not isinstance(media, list) or not media or any(m not in MEDIA_TYPES for m in media):
-            raise ConfigError(f"{where}: 'media_types' must be a list drawn from {', '.join(MEDIA_TYPES)}")
+        media = _media_types(where, raw.get("media_types", list(cls.media_types)))
         mode = raw.get("publish_mode", "bulk")
         if mode not in PUBLISH_MODES:
             raise ConfigError(f"{where}: 'publish_mode' must be one of {', '.join(PUBLISH_MODES)}, got {mode!r}")
@@ -96,7 +95,7 @@ class PipelineConfig:
             staging_bucket=bucket,
             staging_prefix=prefix,
             projects=projects,
-            media_types=tuple(media),
+            media_types=media,
             publish_mode=mode,
             folder_name=str(raw.get("folder_name") or cls.folder_name),
             source_app=str(raw.get("source_app") or cls.source_app),
@@ -145,3 +144,13 @@ def resolve_window(
         return Window(start, end)
     except ValueError as exc:
         raise ConfigError(f"invalid window: {exc}; give ISO 8601 'window_start' < 'window_end'") from None
+
+
+def _media_types(where: str, media: object) -> tuple[str, ...]:
+    """The mediaTypes to copy: any ACC name, listed today or not (a newer one may be opted in)."""
+    if not isinstance(media, list) or not media or not all(isinstance(m, str) and _MEDIA.fullmatch(m) for m in media):
+        raise ConfigError(
+            f"{where}: 'media_types' must be a list of ACC mediaType names (listed today: "
+            f"{', '.join(MEDIA_TYPES)}; a newer one in capitals, digits and '_' may be added)"
+        )
+    return tuple(media)

@@ -13,6 +13,8 @@ from acc_buildpass.errors import InvalidPhoto
 # ACC ids are UUIDs; we accept a little more, but never anything that could walk a path.
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
+# The mediaTypes ACC lists today. Another one is skipped with its reason (never failed) unless the
+# Variable's media_types opts it in.
 MEDIA_TYPES = ("NORMAL", "INFRARED", "PHOTOSPHERE", "VIDEO")
 
 
@@ -156,8 +158,8 @@ class AccPhoto:
         except ValueError:
             deleted_at = created_at  # a deletion mark we cannot read is still a deletion mark
         size = raw.get("size")
-        if size is not None and (not isinstance(size, (int, float)) or isinstance(size, bool) or size < 0):
-            raise InvalidPhoto(photo_id, f"size {size!r} is not a byte count")
+        if not isinstance(size, (int, float)) or isinstance(size, bool) or not size >= 0:
+            size = None  # unknown: the transfer is trusted (Content-Length, a whole body, an image)
         media_type = raw.get("mediaType")
         signed = raw.get("signedUrls")
         file_url = signed.get("fileUrl") if isinstance(signed, dict) else None
@@ -166,7 +168,7 @@ class AccPhoto:
             project_id=str(raw.get("projectId") or project_id),
             title=_text(raw.get("title")),
             description=_text(raw.get("description")),
-            size=int(size) if size is not None else None,
+            size=int(size) if size is not None else None,  # 0 too means unknown: see pipeline.stage
             media_type=media_type if isinstance(media_type, str) else "",
             created_at=created_at,
             taken_at=taken_at,

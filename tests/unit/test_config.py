@@ -27,6 +27,11 @@ def test_defaults() -> None:
     assert config.projects[0].buildpass_folder_id is None
 
 
+def test_a_media_type_acc_does_not_list_today_may_be_opted_in() -> None:
+    config = PipelineConfig.from_variable({**GOOD, "media_types": ["NORMAL", "PANORAMA", "DRONE_ORTHO_2"]})
+    assert config.media_types == ("NORMAL", "PANORAMA", "DRONE_ORTHO_2")
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -34,7 +39,9 @@ def test_defaults() -> None:
         ({"projects": []}, "'projects' must be a non-empty list"),
         ({"projects": [{"acc_project_id": "a1", "builder_id": "b"}]}, r"projects\[0\]: 'buildpass_project_id'"),
         ({"staging_prefix": "../up"}, "staging_prefix"),
-        ({"media_types": ["VIDEO", "HOLOGRAM"]}, "media_types"),
+        ({"media_types": ["VIDEO", "hologram"]}, "media_types"),
+        ({"media_types": ["VIDEO", "A B"]}, "media_types"),
+        ({"media_types": [7]}, "media_types"),
         ({"publish_mode": "fast"}, "publish_mode"),
         ({"batch_size": 0}, "batch_size"),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -25,7 +26,7 @@ from acc_buildpass.errors import (
     SignedUrlExpired,
     TransportError,
 )
-from acc_buildpass.models import AccPhoto, valid_id
+from acc_buildpass.models import AccPhoto, parse_time, valid_id
 
 log = logging.getLogger(__name__)
 
@@ -236,16 +237,9 @@ class AccClient(http.ApiClient):
         :raises NotFound: the project is unknown or not visible to this user
         :raises ApiError: a page could not be read, or the pages loop or leave the host
         """
-        url = self._photos_filter(project_id)
-        body: dict[str, Any] = {
-            "filter": {
-                "createdAt": f"{_range_time(created_from - timedelta(seconds=1))}.."
-                f"{_range_time(created_to + timedelta(seconds=1))}"
-            },
-            "sort": ["createdAt", "asc"],
-            "limit": PAGE_LIMIT,
-        }
-        for raw in self._pages(url, body, on_page):
+        first = created_from - timedelta(seconds=1)
+        last = created_to + timedelta(seconds=1)
+        for raw in self._listing(self._photos_filter(project_id), first, last, on_page):
             try:
                 photo = AccPhoto.from_api(raw, project_id)
             except InvalidPhoto as exc:
@@ -253,6 +247,54 @@ class AccClient(http.ApiClient):
                 continue
             if created_from <= photo.created_at < created_to:
                 yield photo
+
+    def _listing(
+        self, url: str, first: datetime, last: datetime, on_page: Callable[[int], None] | None
+    ) -> Iterator[Any]:
+        """Records created in [first, last], by createdAt; a cursor refused mid-listing is not the end.
+
+        When a ``nextPost`` cursor is refused (400), the listing starts again a second before
+        the last ``createdAt`` seen (whether a range includes its start is not documented, and
+        ties on a whole second are common): what was already yielded is left out.
+
+        :raises BadRequest: the first page was refused
+        :raises ApiError: a page could not be read, or a resumed listing made no progress
+        """
+        start, tail, resumed = first, _Tail(), False
+        while True:
+            pages = 0
+
+            def counted(count: int) -> None:
+                nonlocal pages
+                pages += 1
+                if on_page is not None:
+                    on_page(count)
+
+            body = {
+                "filter": {"createdAt": f"{_range_time(start)}..{_range_time(last)}"},
+                "sort": ["createdAt", "asc"],
+                "limit": PAGE_LIMIT,
+            }
+            progress = tail.new
+            try:
+                for raw in self._pages(url, body, counted):
+                    if tail.first_time(raw):
+                        yield raw
+                return
+            except BadRequest as exc:
+                if pages == 0:
+                    raise
+                if tail.second is None or (resumed and tail.new == progress):
+                    raise ApiError(
+                        "photos:filter refused its cursor and listing again from the last createdAt made no progress",
+                        status=exc.status,
+                        url=exc.url,
+                        body=exc.body,
+                        method="POST",
+                    ) from None
+                log.warning("photos:filter refused its cursor; listing again from createdAt %s", tail.second)
+                tail.floor = tail.second
+                start, resumed = tail.second - timedelta(seconds=1), True
 
     def photos_by_id(self, project_id: str, photo_ids: Iterable[str]) -> dict[str, AccPhoto]:
         """Current records with fresh signed URLs, one call per 50 ids. Absent ids are gone.
@@ -404,6 +446,37 @@ class AccClient(http.ApiClient):
         if expected is not None and expected.isdigit() and int(expected) != written:
             raise TransportError(f"download stopped at {written} of {expected} bytes", url=signed_url)
         return written
+
+
+class _Tail:
+    """The records of the latest createdAt second listed, to leave out when a listing resumes there."""
+
+    def __init__(self) -> None:
+        self.second: datetime | None = None  # the latest createdAt second yielded
+        self.floor: datetime | None = None  # where the listing resumed: anything earlier was yielded
+        self._seen: set[str] = set()
+        self.new = 0  # records yielded, in all
+
+    def first_time(self, raw: Any) -> bool:
+        """Whether ``raw`` was not yet yielded (a record whose createdAt is unreadable always is new)."""
+        try:
+            second = parse_time(raw.get("createdAt")).replace(microsecond=0)
+        except (AttributeError, ValueError):
+            self.new += 1
+            return True
+        if self.floor is not None and second < self.floor:
+            return False
+        key = raw.get("id") if isinstance(raw.get("id"), str) else json.dumps(raw, sort_keys=True, default=str)
+        if second != self.second:
+            if self.second is not None and second < self.second:
+                self.new += 1  # out of order: not ours to judge here
+                return True
+            self.second, self._seen = second, set()
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        self.new += 1
+        return True
 
 
 def _dm_name(item: dict[str, Any]) -> str:

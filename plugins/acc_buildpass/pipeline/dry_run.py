@@ -89,7 +89,7 @@ def plan_project(
             result.already += 1
             continue
         result.to_copy += 1
-        if photo.size is None:
+        if not photo.size:  # ACC's 0 says nothing either
             result.unknown_size += 1
         else:
             result.to_copy_bytes += photo.size

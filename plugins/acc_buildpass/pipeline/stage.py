@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import logging
 import tempfile
@@ -10,6 +11,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
+from urllib.parse import parse_qs, urlsplit
 
 from acc_buildpass.clients import retry
 from acc_buildpass.clients.acc import AccClient
@@ -23,16 +25,46 @@ log = logging.getLogger(__name__)
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024  # larger photos spool to local disk, never to RAM
 URL_CHUNK = 50  # ids per photos:filter call
+# Seconds of life a signed URL must have left when a download starts (clock skew between us and
+# ACC's storage, connection set-up); a quarter of the URL's life when that is shorter.
+URL_MARGIN = 10.0
+
+
+def url_deadline(url: str, fetched: float) -> float | None:
+    """When to stop using a signed URL (epoch seconds), from its ``X-Amz-Date`` and ``X-Amz-Expires``.
+
+    The earlier of "issued + expires" and "fetched + expires", less the margin; when the URL
+    looks dead on arrival by our clock, the clocks disagree and the time we got it is trusted.
+    None for a URL that does not say (a 403 still refreshes it).
+
+    :param fetched: when ACC handed it to us (``time.time()``)
+    """
+    query = parse_qs(urlsplit(url).query)
+    try:
+        expires = float(query["X-Amz-Expires"][0])
+        issued = calendar.timegm(time.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ"))
+    except (KeyError, IndexError, ValueError):
+        return None
+    margin = min(URL_MARGIN, expires / 4)
+    end = fetched + expires
+    if issued + expires > fetched + margin:
+        end = min(end, issued + expires)
+    return end - margin
 
 
 class SignedUrls:
-    """Fresh signed URLs for a set of photos, refreshed together in one call when one expires."""
+    """Fresh signed URLs for a set of photos, refreshed together in one call when one expires.
+
+    A URL is never handed out for a download it will not outlive by the margin (above all
+    after a retry's wait): the pending set is refreshed first.
+    """
 
     def __init__(self, acc: AccClient, project_id: str) -> None:
         self._acc = acc
         self._project_id = project_id
         self._lock = threading.Lock()
         self._urls: dict[str, str | None] = {}
+        self._deadlines: dict[str, float | None] = {}
         self._deleted: set[str] = set()
         self._pending: set[str] = set()
         self.refreshes = 0
@@ -44,6 +76,7 @@ class SignedUrls:
 
     def _fetch(self, photo_ids: list[str]) -> None:
         current = self._acc.photos_by_id(self._project_id, photo_ids)
+        fetched = time.time()
         self.refreshes += 1
         for photo_id in photo_ids:
             photo = current.get(photo_id)
@@ -52,10 +85,18 @@ class SignedUrls:
                 self._urls[photo_id] = None
             else:
                 self._urls[photo_id] = photo.file_url
+                self._deadlines[photo_id] = url_deadline(photo.file_url, fetched) if photo.file_url else None
 
     def url(self, photo_id: str) -> str:
-        """:raises Gone: deleted since extraction  :raises ApiError: ACC gave no URL"""
+        """A URL that will still work when the download starts, refreshed first when too old.
+
+        :raises Gone: deleted since extraction  :raises ApiError: ACC gave no URL
+        """
         with self._lock:
+            deadline = self._deadlines.get(photo_id)
+            if photo_id not in self._deleted and deadline is not None and time.time() >= deadline:
+                log.info("Signed URL of photo %s about to expire; refreshing the pending ones", photo_id)
+                self._refresh_pending()
             if photo_id in self._deleted:
                 raise Gone("deleted in ACC since extraction")
             url = self._urls.get(photo_id)
@@ -66,11 +107,13 @@ class SignedUrls:
     def expired(self, photo_id: str, used: str) -> None:
         """Refresh every still-pending URL at once, unless another thread already did."""
         with self._lock:
-            if self._urls.get(photo_id) != used:
-                return
-            pending = sorted(self._pending)
-            for start in range(0, len(pending), URL_CHUNK):
-                self._fetch(pending[start : start + URL_CHUNK])
+            if self._urls.get(photo_id) == used:
+                self._refresh_pending()
+
+    def _refresh_pending(self) -> None:
+        pending = sorted(self._pending)
+        for start in range(0, len(pending), URL_CHUNK):
+            self._fetch(pending[start : start + URL_CHUNK])
 
     def done(self, photo_id: str) -> None:
         with self._lock:
@@ -93,12 +136,13 @@ class _HashingSink:
 
 
 def intact(head: dict[str, Any] | None, photo: AccPhoto) -> bool:
-    """A staged object is reused when its length matches ACC's and we recorded its hash."""
+    """A staged object is reused when we recorded its hash and length, and ACC's size (when
+    positive: 0 or none says nothing) agrees."""
     if not head:
         return False
     meta = head.get("Metadata") or {}
     size = head.get("ContentLength")
-    return bool(meta.get("sha256")) and (photo.size is None or size == photo.size) and size == int(meta.get("size", -1))
+    return bool(meta.get("sha256")) and (not photo.size or size == photo.size) and size == int(meta.get("size", -1))
 
 
 def stage_photo(acc: AccClient, store: Store, urls: SignedUrls, photo: AccPhoto, policy: retry.RetryPolicy) -> Outcome:
@@ -120,7 +164,8 @@ def stage_photo(acc: AccClient, store: Store, urls: SignedUrls, photo: AccPhoto,
             content_type = sniff_content_type(sink.head)
             if content_type is None:
                 raise InvalidPhoto(photo.id, f"file is not an image (first bytes {sink.head[:8].hex()})")
-            if photo.size is not None and sink.size != photo.size:
+            if photo.size and sink.size != photo.size:
+                # ACC's size is used only when positive (0 or none is common and says nothing).
                 # The transfer was whole (download() checks Content-Length): asking again gives the same bytes.
                 raise InvalidPhoto(photo.id, f"file is {sink.size} bytes, ACC's record says {photo.size}")
             spool.seek(0)

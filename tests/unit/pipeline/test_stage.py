@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
 import sandbox
 from acc_buildpass.clients.acc import AccClient
 from acc_buildpass.models import AccPhoto, Outcome, PhotoStatus
@@ -113,3 +114,37 @@ def test_an_expired_signed_url_refreshes_every_pending_url_once(box: sandbox.San
     # Loaded, then refreshed once for all three (in id order): not once a photo.
     assert acc.asked == [[p.id for p in photos], sorted(p.id for p in photos)]
     assert route_counts(box.acc_url)["oss"] == 4  # the refused download, then one a photo
+
+
+@pytest.mark.parametrize("answer", ["zero", "absent", "mixed"])
+def test_a_record_whose_size_is_zero_or_absent_is_staged_from_the_transfer(
+    box: sandbox.Sandbox, tmp_path: Path, answer: str
+) -> None:
+    admin(box.acc_url, "/answers", {"size": answer})
+    acc, store, config = acc_client(box, tmp_path), staging(), pipeline_config()
+    batch, photos, _ = seeded_batch(box, acc, store, config, 6)
+    truth = acc_truth(box)
+    assert any(not p.size for p in photos)  # the records lie
+
+    outcomes = stage_batch(acc, store, config, batch)
+    assert [(o.status, o.sha256, o.size) for o in outcomes] == [
+        (PhotoStatus.STAGED, truth[p.id]["sha256"], truth[p.id]["size"]) for p in photos
+    ]
+    again = stage_batch(acc, store, config, batch)  # what is staged is trusted again, not downloaded
+    assert [(o.status, o.reused) for o in again] == [(PhotoStatus.STAGED, True)] * len(photos)
+    assert route_counts(box.acc_url)["oss"] == len(photos)
+
+
+def test_a_retry_wait_longer_than_a_signed_urls_life_never_sends_an_expired_url(
+    box: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    # URLs live 2 s; the first download gets a 500, and the retry waits 2.1 to 4.2 s.
+    admin(box.acc_url, "/faults", {"signed_url_ttl": 2, "script": [{"route": "oss", "fault": "error5xx"}]})
+    acc, store = acc_client(box, tmp_path), staging()
+    config = pipeline_config(retry={"attempts": 3, "initial_wait": 4.2, "max_wait": 4.2})
+    batch, _, _ = seeded_batch(box, acc, store, config, 1)
+
+    outcomes = stage_batch(acc, store, config, batch)
+    assert [o.status for o in outcomes] == [PhotoStatus.STAGED], outcomes
+    assert admin(box.acc_url, "/stats")["events"].get("expired_url_refused", 0) == 0
+    assert route_counts(box.acc_url)["oss"] == 2  # the 500, then one download with a fresh URL

@@ -58,6 +58,13 @@ def file_name(photo: AccPhoto, content_type: str) -> str:
     return stem + _EXTENSIONS.get(content_type, ".jpg")
 
 
+def upload_name(photo: AccPhoto, content_type: str) -> str:
+    """The file name of a photo's part in an upload: its ACC id, unique in a request, so each of
+    BuildPass's answers can be matched to its part (their order is not documented). The
+    gallery's name is the upsert's ``fileName``."""
+    return photo.id + _EXTENSIONS.get(content_type, ".jpg")
+
+
 def _safe_char(ch: str) -> str:
     # Letters, digits and marks stay: the vowel signs of Hindi or Thai and Arabic's harakat are marks.
     return ch if ch in _SAFE_PUNCTUATION or unicodedata.category(ch)[0] in "LMN" else "_"

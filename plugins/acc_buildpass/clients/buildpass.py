@@ -43,22 +43,68 @@ class BuildPassPhoto:
     description: str | None
     captured_at: str | None
     content_type: str | None = None
+    file_size: int | None = None  # ``fileSize`` (a string in BuildPass's answers), when it is a byte count
 
     @classmethod
     def from_api(cls, raw: dict[str, Any]) -> BuildPassPhoto:
         if not isinstance(raw.get("id"), str):
             raise ApiError(f"photo object without an id: {str(raw)[:200]}")
+        metadata = raw["metadata"] if isinstance(raw.get("metadata"), dict) else {}
         return cls(
             id=raw["id"],
             project_id=raw.get("projectId"),
             folder_id=raw.get("folderId"),
             file_name=raw.get("fileName") or "",
             key=raw.get("key"),
-            external_source_id=raw.get("externalSourceId"),
+            external_source_id=raw.get("externalSourceId") or metadata.get("externalSourceId"),
             description=raw.get("description"),
             captured_at=raw.get("photoTakenDate") or raw.get("capturedAt"),
             content_type=raw.get("contentType") if isinstance(raw.get("contentType"), str) else None,
+            file_size=_byte_count(raw.get("fileSize")),
         )
+
+
+def _byte_count(value: Any) -> int | None:
+    """A size BuildPass gives as a string or a number; None when it is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _in_file_order(files: list[FilePart], uploads: list[Any]) -> list[Any]:
+    """The bulk-upload's answers in the order of ``files``.
+
+    The order of ``uploads`` is not documented: each answer is matched to its file by the
+    ``fileName`` it gives back when every answer names a file of its own, else by position
+    when none names another file than the one at its position.
+
+    :raises ApiError: the answers name files, but not one each (matching by position could
+        give a photo another photo's bytes)
+    """
+    names = [f.filename for f in files]
+    given = [u.get("fileName") if isinstance(u, dict) else None for u in uploads]
+    if len(set(names)) == len(names) and sorted(map(str, given)) == sorted(names):
+        by_name = dict(zip(given, uploads, strict=True))
+        return [by_name[name] for name in names]
+    if all(name is None or name == names[i] for i, name in enumerate(given)):
+        return uploads
+    raise ApiError(f"bulk-upload answered file names {given[:5]} that do not match the files sent {names[:5]}")
+
+
+# Keys of a listing's reply that say more photos may follow (BuildPass documents no paging).
+_PAGING_KEYS = ("next", "nextCursor", "cursor", "nextPageToken", "nextPage", "hasMore", "has_more", "pagination")
+
+
+@dataclass(frozen=True)
+class PhotoListing:
+    """A project's photos as one ``GET /photos`` returned them, and any sign that more may follow."""
+
+    photos: list[BuildPassPhoto]
+    paging_hint: str | None = None  # e.g. ``reply key 'next'``, ``Link header rel=next``
 
 
 @dataclass(frozen=True)
@@ -122,6 +168,8 @@ class BuildPassClient(http.ApiClient):
                     self.session,
                     "POST",
                     self.base_url + endpoints.BUILDPASS_TOKEN,
+                    # "Required on every call": the token call too, whatever a server lets pass today.
+                    headers={"X-BuildPass-Api-Version": API_VERSION},
                     json={
                         "grant_type": "client_credentials",
                         "client_id": self._client_id,
@@ -225,8 +273,9 @@ class BuildPassClient(http.ApiClient):
         """Upload image bytes, one request for all of ``files`` (``attachments/bulk-upload``).
 
         Replaying an upload only leaves an unused attachment behind, so it is retried freely.
+        Each file's ``filename`` must be unique in the request: it matches the answers to the files.
 
-        :raises ApiError: the answer does not list one upload per file
+        :raises ApiError: the answer does not list one upload per file, or names other files
         """
 
         def body() -> MultipartBody:
@@ -239,7 +288,7 @@ class BuildPassClient(http.ApiClient):
         uploads = http.json_body(response).get("uploads")
         if not isinstance(uploads, list) or len(uploads) != len(files):
             raise ApiError(f"bulk-upload answered {len(uploads or [])} uploads for {len(files)} files")
-        return [self._attachment(u) for u in uploads]
+        return [self._attachment(u) for u in _in_file_order(files, uploads)]
 
     def upload_attachment(self, builder_id: str, file: FilePart) -> Attachment:
         """Upload one file's bytes (``attachments/upload``), retried freely as the bulk upload is.
@@ -319,12 +368,25 @@ class BuildPassClient(http.ApiClient):
 
         :raises NotFound: no such builder or project
         """
+        return self.photo_listing(builder_id, project_id, folder_id).photos
+
+    def photo_listing(self, builder_id: str, project_id: str, folder_id: str | None = None) -> PhotoListing:
+        """The photos of a project (or folder), with any paging hint the reply carries: no paging is
+        documented, so a hint means the listing may be incomplete and nothing here follows it.
+
+        :raises NotFound: no such builder or project
+        """
         params = {"projectId": project_id}
         if folder_id:
             params["folderId"] = folder_id
         path = endpoints.path(endpoints.BUILDPASS_PHOTOS, builder_id=builder_id)
-        payload = http.json_body(self._call("GET", path, params=params))
-        return [BuildPassPhoto.from_api(p) for p in payload.get("data") or [] if isinstance(p, dict)]
+        response = self._call("GET", path, params=params)
+        payload = http.json_body(response)
+        photos = [BuildPassPhoto.from_api(p) for p in payload.get("data") or [] if isinstance(p, dict)]
+        hints = [f"reply key {k!r}" for k in _PAGING_KEYS if payload.get(k) not in (None, False, "", [], {})]
+        if "next" in (response.links or {}):
+            hints.append("Link header rel=next")
+        return PhotoListing(photos, "; ".join(hints) or None)
 
     def update_photo(self, builder_id: str, photo_id: str, changes: dict[str, Any]) -> BuildPassPhoto:
         """Patch the fields given (a PATCH of the same fields twice is the same PATCH).

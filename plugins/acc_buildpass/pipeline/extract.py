@@ -8,9 +8,9 @@ from dataclasses import replace
 from typing import Any
 
 from acc_buildpass.clients.acc import AccClient
-from acc_buildpass.clients.buildpass import BuildPassClient
+from acc_buildpass.clients.buildpass import BuildPassClient, Folder
 from acc_buildpass.config import PipelineConfig, ProjectMapping
-from acc_buildpass.errors import AuthError, ConfigError, InvalidPhoto, NotFound
+from acc_buildpass.errors import AuthError, ConfigError, InvalidPhoto, NotFound, ServerError, TransportError
 from acc_buildpass.models import MEDIA_TYPES, AccPhoto, Batch, PhotoStatus, Window
 from acc_buildpass.storage import Store
 
@@ -73,19 +73,33 @@ def buildpass_mapping_problem(buildpass: BuildPassClient, index: int, mapping: P
     return None
 
 
+FOLDER_ATTEMPTS = 3  # creates of a folder whose answers were lost, each after looking for it
+
+
 def resolve_folder(buildpass: BuildPassClient, mapping: ProjectMapping, name: str) -> str:
     """The folder photos go to: the mapped one, else the one named ``name`` (made once).
 
     Two runs may create the folder at the same moment; both then settle on the oldest one
-    and the loser removes its own, still empty.
+    and the loser removes its own, still empty. When the answer to a create is lost, the
+    folder is looked for by name before it is created again.
     """
     if mapping.buildpass_folder_id:
         return mapping.buildpass_folder_id
-    existing = [f for f in buildpass.list_folders(mapping.builder_id, mapping.buildpass_project_id) if f.name == name]
+    existing = _folders_named(buildpass, mapping, name)
     if existing:
         return min(existing, key=lambda f: (f.created_at, f.id)).id
-    mine = buildpass.create_folder(mapping.builder_id, mapping.buildpass_project_id, name)
-    existing = [f for f in buildpass.list_folders(mapping.builder_id, mapping.buildpass_project_id) if f.name == name]
+    for attempt in range(1, FOLDER_ATTEMPTS + 1):
+        try:
+            mine = buildpass.create_folder(mapping.builder_id, mapping.buildpass_project_id, name)
+            break
+        except (TransportError, ServerError) as exc:
+            if attempt == FOLDER_ATTEMPTS:
+                raise
+            log.warning("Creating BuildPass folder %r: outcome unknown (%s); looking for it", name, exc)
+            existing = _folders_named(buildpass, mapping, name)
+            if existing:
+                return min(existing, key=lambda f: (f.created_at, f.id)).id
+    existing = _folders_named(buildpass, mapping, name)
     oldest = min(existing or [mine], key=lambda f: (f.created_at, f.id))
     if oldest.id != mine.id:
         buildpass.delete_folder(mapping.builder_id, mine.id)
@@ -93,17 +107,28 @@ def resolve_folder(buildpass: BuildPassClient, mapping: ProjectMapping, name: st
     return oldest.id
 
 
+def _folders_named(buildpass: BuildPassClient, mapping: ProjectMapping, name: str) -> list[Folder]:
+    return [f for f in buildpass.list_folders(mapping.builder_id, mapping.buildpass_project_id) if f.name == name]
+
+
 Verdict = tuple[PhotoStatus, str]  # (skipped or failed, why) for a photo that will not be copied
 UNREADABLE: Verdict = (PhotoStatus.FAILED, "unreadable ACC record")
 
 
 def classify(photo: AccPhoto, allowed: tuple[str, ...]) -> Verdict | None:
-    """(status, reason) for a photo that will not be copied, or None when it will."""
+    """(status, reason) for a photo that will not be copied, or None when it will.
+
+    A mediaType ACC did not list when this was written is skipped like VIDEO, never failed:
+    a failure would fail every run over its window, and ``replay`` could not help. The
+    Variable's ``media_types`` may opt it in.
+    """
     if photo.deleted_at is not None:
         return PhotoStatus.SKIPPED, "deleted in ACC"
-    if photo.media_type not in MEDIA_TYPES:
-        return PhotoStatus.FAILED, f"unknown mediaType {photo.media_type!r} (known: {', '.join(MEDIA_TYPES)})"
+    if not photo.media_type:
+        return PhotoStatus.FAILED, "the ACC record has no mediaType"
     if photo.media_type not in allowed:
+        if photo.media_type not in MEDIA_TYPES:
+            log.warning("Photo %s has mediaType %s, not one ACC listed; skipped", photo.id, photo.media_type)
         return PhotoStatus.SKIPPED, f"mediaType {photo.media_type} not copied"
     return None
 

@@ -15,17 +15,21 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from acc_buildpass.clients.buildpass import Attachment, BuildPassClient, BuildPassPhoto
+from acc_buildpass.clients.buildpass import Attachment, BuildPassClient, BuildPassPhoto, PhotoListing, UpsertResult
 from acc_buildpass.clients.multipart import FilePart
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.errors import ApiError, BadRequest, ServerError, TransportError
-from acc_buildpass.mapping import Target, create_photo, file_name, upsert_photo
+from acc_buildpass.mapping import Target, create_photo, upload_name, upsert_photo
 from acc_buildpass.models import AccPhoto, Batch, LedgerState, Outcome, PhotoStatus
+from acc_buildpass.pipeline.halving import Piece, RequestSize, send_in_halves
+from acc_buildpass.pipeline.verify import listing_incomplete
 from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)
 
-UPSERT_CHUNK = 100  # photos per bulk-upsert call (the API's maximum is not documented)
+# Photos accounted for together (one listing at most when a reply leaves some out); a request
+# carries fewer when BuildPass refuses that many (the API's maximum is not documented).
+UPSERT_CHUNK = 100
 
 
 class _Staged:
@@ -39,7 +43,7 @@ class _Staged:
     def part(self) -> FilePart:
         return FilePart(
             "file",
-            file_name(self.photo, self.content_type),
+            upload_name(self.photo, self.content_type),
             self.content_type,
             int(self.outcome.size or 0),
             partial(self._store.open_object, self.key),
@@ -60,18 +64,21 @@ def _chunks(items: list[_Staged], count: int, size: int) -> Iterator[list[_Stage
         yield chunk
 
 
-def _upload(bp: BuildPassClient, builder_id: str, chunk: list[_Staged]) -> dict[str, Attachment | str]:
-    """Attachments for a chunk; a rejected chunk is retried photo by photo to find the culprit."""
-    try:
-        attachments = bp.upload_attachments(builder_id, [s.part() for s in chunk])
-        return {s.photo.id: a for s, a in zip(chunk, attachments, strict=True)}
-    except BadRequest as exc:
-        if len(chunk) == 1:
-            return {chunk[0].photo.id: f"BuildPass refused the image: {exc}"}
-        log.warning("bulk upload of %d photos refused (%s); uploading them one by one", len(chunk), exc)
+def _upload(
+    bp: BuildPassClient, builder_id: str, chunk: list[_Staged], size: RequestSize
+) -> dict[str, Attachment | str]:
+    """Attachments for a chunk; a request refused as a whole (a bad image, a limit) is halved."""
+
+    def send(part: list[_Staged]) -> list[Attachment]:
+        return bp.upload_attachments(builder_id, [s.part() for s in part])
+
     result: dict[str, Attachment | str] = {}
-    for staged in chunk:
-        result.update(_upload(bp, builder_id, [staged]))
+    for piece in send_in_halves(chunk, send, size, keep=(ApiError,), what="bulk upload"):
+        if piece.result is not None:
+            result.update({s.photo.id: a for s, a in zip(piece.items, piece.result, strict=True)})
+        else:
+            why = "BuildPass refused the image" if piece.refused else "upload failed after retries"
+            result.update({s.photo.id: f"{why}: {piece.error}" for s in piece.items})
     return result
 
 
@@ -79,15 +86,13 @@ def _upload_all(
     bp: BuildPassClient, batch: Batch, ready: list[_Staged], config: PipelineConfig
 ) -> dict[str, Attachment | str]:
     chunks = list(_chunks(ready, config.upload_chunk, config.upload_chunk_bytes))
+    size = RequestSize(config.upload_chunk)
     uploaded: dict[str, Attachment | str] = {}
     started, done, done_bytes = time.monotonic(), 0, 0
     with ThreadPoolExecutor(max_workers=config.upload_threads, thread_name_prefix="upload") as pool:
-        futures = [pool.submit(_upload, bp, batch.builder_id, chunk) for chunk in chunks]
+        futures = [pool.submit(_upload, bp, batch.builder_id, chunk, size) for chunk in chunks]
         for chunk, future in zip(chunks, futures, strict=True):
-            try:
-                uploaded.update(future.result())
-            except ApiError as exc:
-                uploaded.update({s.photo.id: f"upload failed after retries: {exc}" for s in chunk})
+            uploaded.update(future.result())
             done += len(chunk)
             done_bytes += sum(int(s.outcome.size or 0) for s in chunk)
             elapsed = max(time.monotonic() - started, 1e-6)
@@ -108,7 +113,7 @@ def publish_bulk(
     """Upload the attachments, then ``bulk-upsert`` the photos in chunks, idempotent per photo."""
     outcomes: list[Outcome] = []
     uploaded = _upload_all(bp, batch, ready, config)
-    entries: list[tuple[_Staged, dict[str, Any]]] = []
+    entries: list[_Entry] = []
     for sequence, staged in enumerate(ready):
         attachment = uploaded.get(staged.photo.id)
         if isinstance(attachment, Attachment):
@@ -117,76 +122,169 @@ def publish_bulk(
             )
         else:
             outcomes.append(Outcome(staged.photo.id, PhotoStatus.FAILED, reason=str(attachment)))
+    upserts = _Upserts(bp, store, config, batch)
     for start in range(0, len(entries), UPSERT_CHUNK):
-        chunk = entries[start : start + UPSERT_CHUNK]
-        outcomes += _upsert_chunk(bp, store, config, batch, chunk, uploaded)
+        outcomes += upserts.publish(entries[start : start + UPSERT_CHUNK])
     return outcomes
 
 
-def _upsert_chunk(
-    bp: BuildPassClient,
-    store: Store,
-    config: PipelineConfig,
-    batch: Batch,
-    chunk: list[tuple[_Staged, dict[str, Any]]],
-    uploaded: dict[str, Attachment | str],
-) -> list[Outcome]:
-    """One ``bulk-upsert`` call, then a ledger entry for each photo that landed."""
-    try:
-        result = bp.bulk_upsert(
+_Entry = tuple[_Staged, dict[str, Any]]  # a photo and its entry in ``bulk-upsert``'s ``photos``
+_Settled = tuple[Outcome, dict[str, Any] | None]  # and what to record in the ledger when it is in BuildPass
+RESENDS = 2  # a photo no reply names and no listing shows is sent again (the upsert skips repeats)
+UNACCOUNTED = (
+    "BuildPass's bulk-upsert replies did not account for the photo (neither created, skipped nor failed) "
+    "and the project's photo listing does not show it"
+)
+
+
+class _Upserts:
+    """``bulk-upsert`` of a batch's photos, each accounted for by BuildPass's reply or looked up.
+
+    A photo the reply does not name is looked for in the project's listing (by the key of our
+    attachment, or an ``externalSourceId`` BuildPass gives back), never assumed created; one
+    not found there is sent again, up to :data:`RESENDS` times (the upsert skips it when it is there
+    after all, and a reply naming it skipped then says it was made from our upload).
+    """
+
+    def __init__(self, bp: BuildPassClient, store: Store, config: PipelineConfig, batch: Batch) -> None:
+        self.bp, self.store, self.config, self.batch = bp, store, config, batch
+        self.size = RequestSize(UPSERT_CHUNK)
+
+    def send(self, entries: list[_Entry]) -> UpsertResult:
+        batch = self.batch
+        return self.bp.bulk_upsert(
             batch.builder_id,
             source_id=f"acc:{batch.acc_project_id}",
-            source_app=config.source_app,
+            source_app=self.config.source_app,
             project_id=batch.buildpass_project_id,
             folder_id=batch.folder_id,
-            folder_name=None if batch.folder_id else config.folder_name,
-            photos=[entry for _, entry in chunk],
+            folder_name=None if batch.folder_id else self.config.folder_name,
+            photos=[entry for _, entry in entries],
         )
-    except (BadRequest, TransportError, ServerError) as exc:
-        reason = f"bulk-upsert failed after retries: {exc}"
-        return [Outcome(s.photo.id, PhotoStatus.FAILED, reason=reason) for s, _ in chunk]
-    skipped = set(result.skipped_external_source_ids)
-    outcomes: list[Outcome] = []
-    landed: list[_Staged] = []
-    for staged, _ in chunk:
-        photo_id = staged.photo.id
-        if photo_id in result.failed:
-            reason = f"BuildPass rejected the photo: {result.failed[photo_id]}"
-            outcomes.append(Outcome(photo_id, PhotoStatus.FAILED, reason=reason))
-            continue
-        status = PhotoStatus.PRESENT if photo_id in skipped else PhotoStatus.CREATED
-        landed.append(staged)
-        outcomes.append(Outcome(photo_id, status, size=staged.outcome.size, sha256=staged.outcome.sha256))
 
-    def record(staged: _Staged) -> None:
-        entry = {"state": LedgerState.CREATED, "via": "bulk-upsert", "sha256": staged.outcome.sha256}
-        attachment = uploaded.get(staged.photo.id)
-        if isinstance(attachment, Attachment) and attachment.key and staged.photo.id not in skipped:
-            # The BuildPass photo carries this key: it tells which BuildPass photo this ACC photo
-            # became (follow-edits). A skipped photo was made earlier, from another upload: no key.
-            entry["attachment_key"] = attachment.key
-        _record(store, batch, staged.photo.id, entry)
+    def publish(self, chunk: list[_Entry]) -> list[Outcome]:
+        """Upsert ``chunk``, then write a ledger entry for each photo that is in BuildPass."""
+        settled: dict[str, _Settled] = {}
+        todo = chunk
+        for attempt in range(1 + RESENDS):
+            if attempt:
+                log.warning("%s: sending %d unaccounted photos again", self.batch.label, len(todo))
+            pieces = send_in_halves(todo, self.send, self.size, keep=(TransportError, ServerError), what="bulk-upsert")
+            todo = [entry for piece in pieces for entry in self._account(piece, settled, resent=bool(attempt))]
+            todo = self._look_up(todo, settled) if todo else todo
+            if not todo:
+                break
+        for staged, _ in todo:
+            settled[staged.photo.id] = (Outcome(staged.photo.id, PhotoStatus.FAILED, reason=UNACCOUNTED), None)
+        self._record(chunk, settled)
+        return [settled[staged.photo.id][0] for staged, _ in chunk]
 
-    # The ledger is written after BuildPass answered (it is a cache of BuildPass's state; the
-    # upsert's idempotency is the guarantee), one small S3 write a photo, several at a time.
-    with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="ledger") as pool:
-        list(pool.map(record, landed))
-    return outcomes
+    @staticmethod
+    def _account(piece: Piece[_Entry, UpsertResult], settled: dict[str, _Settled], *, resent: bool) -> list[_Entry]:
+        """Settle the photos of one request by what its reply names; :returns: those it does not name.
+
+        :param resent: the photos were sent before and that reply did not name them: one now
+            skipped was made then, from the same attachment
+        """
+        result = piece.result
+        if result is None:
+            if piece.refused and len(piece.items) == 1:
+                reason = f"BuildPass rejected the photo: {piece.error}"
+            else:
+                reason = f"bulk-upsert {'refused' if piece.refused else 'failed after retries'}: {piece.error}"
+            settled.update(
+                {s.photo.id: (Outcome(s.photo.id, PhotoStatus.FAILED, reason=reason), None) for s, _ in piece.items}
+            )
+            return []
+        skipped, created = set(result.skipped_external_source_ids), set(result.created_attachment_ids)
+        unaccounted: list[_Entry] = []
+        for staged, entry in piece.items:
+            photo_id, key = staged.photo.id, entry["imageAttachment"]["key"]
+            if photo_id in result.failed:
+                reason = f"BuildPass rejected the photo: {result.failed[photo_id]}"
+                settled[photo_id] = (Outcome(photo_id, PhotoStatus.FAILED, reason=reason), None)
+            elif photo_id in skipped and resent:
+                settled[photo_id] = (_landed(staged, PhotoStatus.CREATED), {"attachment_key": key})
+            elif photo_id in skipped:
+                # Made earlier, from another upload: no key of ours links it.
+                settled[photo_id] = (_landed(staged, PhotoStatus.PRESENT), {})
+            elif key in created:
+                settled[photo_id] = (_landed(staged, PhotoStatus.CREATED), {"attachment_key": key})
+            else:
+                unaccounted.append((staged, entry))
+        return unaccounted
+
+    def _look_up(self, unaccounted: list[_Entry], settled: dict[str, _Settled]) -> list[_Entry]:
+        """One listing of the project for the photos no reply named; :returns: those not found."""
+        batch = self.batch
+        log.info("%s: %d photos not named in BuildPass's reply; looking them up", batch.label, len(unaccounted))
+        try:
+            listed = self.bp.list_photos(batch.builder_id, batch.buildpass_project_id)
+        except ApiError as exc:
+            log.warning("%s: listing the project's photos failed: %s", batch.label, exc)
+            return unaccounted
+        by_key = {p.key: p for p in listed if p.key}
+        by_source = {p.external_source_id: p for p in listed if p.external_source_id}
+        left: list[_Entry] = []
+        for staged, entry in unaccounted:
+            photo_id, key = staged.photo.id, entry["imageAttachment"]["key"]
+            if found := by_key.get(key):
+                extra = {"attachment_key": key, "buildpass_photo_id": found.id}
+                settled[photo_id] = (_landed(staged, PhotoStatus.CREATED), extra)
+            elif found := by_source.get(photo_id):
+                settled[photo_id] = (_landed(staged, PhotoStatus.PRESENT), {"buildpass_photo_id": found.id})
+            else:
+                left.append((staged, entry))
+        return left
+
+    def _record(self, chunk: list[_Entry], settled: dict[str, _Settled]) -> None:
+        # The ledger is written after BuildPass answered (it is a cache of BuildPass's state; the
+        # upsert's idempotency is the guarantee), one small S3 write a photo, several at a time.
+        def record(staged: _Staged) -> None:
+            extra = settled[staged.photo.id][1]
+            if extra is not None:
+                entry = {"state": LedgerState.CREATED, "via": "bulk-upsert", "sha256": staged.outcome.sha256}
+                _record(self.store, self.batch, staged.photo.id, {**entry, **extra})
+
+        with ThreadPoolExecutor(max_workers=self.config.download_threads, thread_name_prefix="ledger") as pool:
+            list(pool.map(record, [staged for staged, _ in chunk]))
+
+
+def _landed(staged: _Staged, status: PhotoStatus) -> Outcome:
+    return Outcome(staged.photo.id, status, size=staged.outcome.size, sha256=staged.outcome.sha256)
+
+
+UNKNOWN_CREATE = (
+    "an earlier create of this photo may have succeeded (its answer was lost) and BuildPass's listing "
+    "does not show it, but may be incomplete: not created again, to make no second photo; look for it "
+    "in BuildPass (acc-buildpass verify), then replay"
+)
+
+
+class _Unprovable(Exception):
+    """Whether an earlier ``POST /photos`` made the photo cannot be told from BuildPass's listing."""
 
 
 def publish_single(
     bp: BuildPassClient, store: Store, config: PipelineConfig, batch: Batch, ready: list[_Staged]
 ) -> list[Outcome]:
     target = Target(batch.builder_id, batch.buildpass_project_id, batch.folder_id)
-    listing: list[BuildPassPhoto] | None = None
+    listing: PhotoListing | None = None
 
     def find(photo_id: str, keys: list[str], fresh: bool) -> BuildPassPhoto | None:
+        """The photo an earlier create made, or None when the listing proves there is none.
+
+        :raises _Unprovable: not listed, but the listing may be incomplete: creating again could
+            make a second photo (``POST /photos`` does not deduplicate)
+        """
         nonlocal listing
         if listing is None or fresh:
-            listing = bp.list_photos(batch.builder_id, batch.buildpass_project_id, batch.folder_id)
-        for existing in listing:
+            listing = bp.photo_listing(batch.builder_id, batch.buildpass_project_id, batch.folder_id)
+        for existing in listing.photos:
             if existing.external_source_id == photo_id or (existing.key and existing.key in keys):
                 return existing
+        if why := listing_incomplete(listing.photos, listing.paging_hint):
+            raise _Unprovable(f"{UNKNOWN_CREATE}: {why}")
         return None
 
     outcomes: list[Outcome] = []
@@ -212,6 +310,9 @@ def publish_single(
             continue
         except ApiError as exc:
             outcomes.append(Outcome(photo_id, PhotoStatus.FAILED, reason=f"create failed after retries: {exc}"))
+            continue
+        except _Unprovable as exc:
+            outcomes.append(Outcome(photo_id, PhotoStatus.FAILED, reason=str(exc)))
             continue
         entry = {"state": LedgerState.CREATED, "via": "photos", "buildpass_photo_id": created.id}
         _record(store, batch, photo_id, {**entry, "sha256": staged.outcome.sha256})

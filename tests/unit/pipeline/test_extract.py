@@ -9,16 +9,19 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sandbox
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.errors import InvalidPhoto
-from acc_buildpass.models import AccPhoto, Window
-from acc_buildpass.pipeline.extract import extract_project
+from acc_buildpass.models import MEDIA_TYPES, AccPhoto, ProjectMapping, Window
+from acc_buildpass.pipeline.extract import extract_project, resolve_folder
 from acc_buildpass.storage import Layout, Store
 
 from tests.fakes import MemoryS3, StubAcc
+from tests.unit.pipeline.emulated import admin, buildpass_client
 
 PROJECT = "36c0838c-0360-4cfa-b2c6-85e0056ec7e8"
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -89,3 +92,44 @@ def test_a_photo_listed_twice_is_kept_once(batch_size: int, caplog: pytest.LogCa
         "ACC listed photo photo-0001 twice; keeping one",
         "ACC listed photo photo-0003 twice; keeping one",
     ]
+
+
+@pytest.mark.parametrize("opted_in", [False, True])
+def test_a_media_type_acc_does_not_list_is_skipped_with_its_reason_or_copied_when_opted_in(
+    box: sandbox.Sandbox, tmp_path: Path, opted_in: bool
+) -> None:
+    from tests.unit.pipeline.emulated import PROJECT as ACC_PROJECT
+    from tests.unit.pipeline.emulated import WINDOW as ACC_WINDOW
+    from tests.unit.pipeline.emulated import acc_client, acc_truth, admin, pipeline_config
+
+    admin(box.acc_url, "/seed", {"project_id": ACC_PROJECT, "count": 24, "videos": 2})
+    admin(box.acc_url, "/answers", {"media_type": "novel"})
+    truth = acc_truth(box)
+    novel = sorted(i for i, p in truth.items() if p["mediaType"] not in MEDIA_TYPES)
+    assert novel  # some photos carry a type ACC does not list today
+    media = ["NORMAL", "PANORAMA", "DRONE_ORTHO"] if opted_in else ["NORMAL"]
+    store = Store(MemoryS3(), Layout("staging", "t"))
+    config = pipeline_config(media_types=media)
+
+    _, summary = extract_project(acc_client(box, tmp_path), store, config, config.projects[0], ACC_WINDOW)
+    assert summary["failed"] == []  # never a failure
+    skipped = {s["photo_id"]: s["reason"] for s in summary["skipped"]}
+    videos = {i for i, p in truth.items() if p["mediaType"] == "VIDEO"}
+    if opted_in:
+        assert set(skipped) == videos and summary["eligible"] == 24 - len(videos)
+    else:
+        assert set(skipped) == videos | set(novel) and summary["eligible"] == 24 - len(videos) - len(novel)
+        assert all(skipped[i] == f"mediaType {truth[i]['mediaType']} not copied" for i in novel)
+
+
+def test_a_lost_answer_to_a_folder_create_is_looked_up_before_creating_again(box: sandbox.Sandbox) -> None:
+    # The first folders request (the listing) passes; the create is made, and its answer lost.
+    script = [{"route": "folders", "fault": "lost_response", "skip": 1, "times": 1}]
+    admin(box.buildpass_url, "/faults", {"script": script})
+    mapping = ProjectMapping(PROJECT, "buil_demo", "proj_demo")
+    folder_id = resolve_folder(buildpass_client(box), mapping, "ACC photos")
+    folders = [
+        f for f in admin(box.buildpass_url, "/folders?builder_id=buil_demo")["folders"] if f["name"] == "ACC photos"
+    ]
+    assert [f["id"] for f in folders] == [folder_id]  # exactly one, made by the lost create
+    assert admin(box.buildpass_url, "/faults")["script"][0]["times"] == 0  # the fault did fire

@@ -3,16 +3,21 @@ refused upload), from photos staged by the stage step from the ACC emulator into
 
 from __future__ import annotations
 
+import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import sandbox
+from acc_buildpass.clients.buildpass import BuildPassClient
+from acc_buildpass.clients.multipart import FilePart
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.models import AccPhoto, Batch, Outcome, PhotoStatus
 from acc_buildpass.pipeline.publish import publish_batch
 from acc_buildpass.pipeline.stage import stage_batch
 from acc_buildpass.storage import Layout, Store
+from sandbox import images
 
 from tests.fakes import MemoryS3
 from tests.unit.pipeline.emulated import (
@@ -92,7 +97,7 @@ def test_bulk_creates_each_photo_once_and_a_retried_attempt_sends_only_what_the_
     assert ledger(store, photos[2])["state"] == "created" and "attachment_key" not in ledger(store, photos[2])
 
 
-def test_a_refused_bulk_upload_falls_back_photo_by_photo(box: sandbox.Sandbox, tmp_path: Path) -> None:
+def test_a_refused_bulk_upload_is_halved_down_to_the_bad_image(box: sandbox.Sandbox, tmp_path: Path) -> None:
     store, config, batch, photos = staged(box, tmp_path, 3)
     bad = photos[1]
     stored = store.s3.objects[f"staging/{store.layout.object_key(bad.project_id, bad.id)}"]  # type: ignore[attr-defined]
@@ -102,7 +107,8 @@ def test_a_refused_bulk_upload_falls_back_photo_by_photo(box: sandbox.Sandbox, t
     assert outcomes[bad.id].status == PhotoStatus.FAILED
     assert outcomes[bad.id].reason.startswith("BuildPass refused the image: ")
     assert [outcomes[p.id].status for p in (photos[0], photos[2])] == [PhotoStatus.CREATED] * 2
-    assert route_counts(box.buildpass_url)["bulk-upload"] == 1 + 3  # the refused chunk, then one by one
+    # The refused chunk, its halves ([0] passes, [1, 2] is refused), then [1, 2] halved.
+    assert route_counts(box.buildpass_url)["bulk-upload"] == 1 + 2 + 2
     assert sorted(m["externalSourceId"] for m in in_buildpass(box)) == sorted([photos[0].id, photos[2].id])
     assert ledger(store, bad) is None
 
@@ -128,3 +134,146 @@ def test_single_mode_creates_once_and_finds_a_photo_created_before_its_record(
     assert len(in_buildpass(box)) == 2
     assert ledger(store, photos[0])["state"] == "created"
     assert ledger(store, photos[0])["buildpass_photo_id"] == made[photos[0].id]["id"]
+
+
+def assert_exactly_once_with_their_bytes(box: sandbox.Sandbox, photos: list[AccPhoto]) -> dict[str, dict[str, Any]]:
+    truth = acc_truth(box)
+    made = in_buildpass(box)
+    assert sorted(m["externalSourceId"] for m in made) == sorted(p.id for p in photos)
+    assert all(m["sha256"] == truth[m["externalSourceId"]]["sha256"] for m in made)
+    return {m["externalSourceId"]: m for m in made}
+
+
+def test_bulk_upload_answers_in_any_order_are_matched_to_their_files_by_name(
+    box: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    store, config, batch, photos = staged(box, tmp_path, 6)
+    admin(box.buildpass_url, "/answers", {"upload_order": "shuffled"})
+    outcomes = publish_batch(buildpass_client(box), store, config, batch)
+    assert [o.status for o in outcomes] == [PhotoStatus.CREATED] * 6
+    made = assert_exactly_once_with_their_bytes(box, photos)  # no photo got another's bytes
+    uploads = admin(box.buildpass_url, "/attachments?builder_id=buil_demo")["attachments"]
+    # Each part is named by its ACC photo id; the gallery's name is the upsert's.
+    assert {u["key"]: u["fileName"] for u in uploads} == {made[p.id]["key"]: f"{p.id}.jpg" for p in photos}
+    assert all(made[p.id]["fileName"] != f"{p.id}.jpg" for p in photos)
+
+
+def test_limits_nobody_documented_are_found_by_halving_and_later_requests_start_at_the_size_that_passed(
+    box: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    # At most 10 files per bulk-upload and 20 photos per bulk-upsert, refused with one message
+    # whatever the size: "Too many files in one request" / "Too many photos in one request".
+    store, config, batch, photos = staged(box, tmp_path, 50, upload_threads=1)
+    admin(box.buildpass_url, "/answers", {"limits": "tight"})
+    outcomes = publish_batch(buildpass_client(box), store, config, batch)
+    assert [o.status for o in outcomes] == [PhotoStatus.CREATED] * 50
+    assert_exactly_once_with_their_bytes(box, photos)
+    counts = route_counts(box.buildpass_url)
+    # Uploads of 25: 25 refused, 12 and 13 refused alike, one photo alone passes (so it is a
+    # matter of size), then 11 -> 5 + 6 and 13 -> 6 + 7 pass; the second 25 go 7, 7, 7, 4.
+    assert counts["bulk-upload"] == 9 + 4
+    # Upserts: 50, 25 and 25, one alone, 24 -> 12 + 12, 25 -> 12 + 13.
+    assert counts["bulk-upsert"] == 9
+    assert counts["photos-list"] == 1  # the replies name photo ids: one listing accounts for all 50
+
+
+def test_a_request_refused_whatever_its_size_stops_being_split(box: sandbox.Sandbox, tmp_path: Path) -> None:
+    store, config, batch, _ = staged(box, tmp_path, 8)
+    wrong = replace(batch, buildpass_project_id="proj_gone")  # no such project in BuildPass
+    outcomes = publish_batch(buildpass_client(box), store, config, wrong)
+    assert [o.status for o in outcomes] == [PhotoStatus.FAILED] * 8
+    assert all("is not a project of builder buil_demo" in o.reason for o in outcomes)
+    assert route_counts(box.buildpass_url)["bulk-upsert"] == 1 + 2 + 1  # the 8, their halves, one alone
+    assert in_buildpass(box) == []
+
+
+def test_every_photo_is_accounted_for_when_the_upsert_reply_leaves_some_out(
+    box: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    # The reply names attachment keys, but only every second photo it created; and it drops the
+    # last photo without creating or naming it (once).
+    store, config, batch, photos = staged(box, tmp_path, 6)
+    admin(box.buildpass_url, "/answers", {"created_ids": "attachment_keys", "upsert_reply": "partial"})
+    outcomes = publish_batch(buildpass_client(box), store, config, batch)
+    made = assert_exactly_once_with_their_bytes(box, photos)  # the dropped one was sent again
+    assert [(o.photo_id, o.status) for o in outcomes] == [(p.id, PhotoStatus.CREATED) for p in photos]
+    for photo in photos:  # each recorded with the BuildPass photo it is, whichever way it was found
+        assert ledger(store, photo)["attachment_key"] == made[photo.id]["key"]
+    counts = route_counts(box.buildpass_url)
+    assert (counts["bulk-upsert"], counts["photos-list"]) == (2, 1)
+
+
+def test_a_photo_no_reply_accounts_for_and_no_listing_shows_fails_and_is_not_recorded(
+    box: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    store, config, batch, photos = staged(box, tmp_path, 4)
+    # The reply names photo ids and drops the last photo; sending it again fails (5xx, every retry).
+    admin(box.buildpass_url, "/answers", {"upsert_reply": "partial"})
+    admin(
+        box.buildpass_url, "/faults", {"script": [{"route": "bulk-upsert", "fault": "error5xx", "skip": 1, "times": 3}]}
+    )
+    outcomes = {o.photo_id: o for o in publish_batch(buildpass_client(box), store, config, batch)}
+    dropped, landed = photos[-1], photos[:-1]
+    assert outcomes[dropped.id].status == PhotoStatus.FAILED
+    assert outcomes[dropped.id].reason.startswith("bulk-upsert failed after retries")
+    assert ledger(store, dropped) is None  # never assumed created
+    made = assert_exactly_once_with_their_bytes(box, landed)
+    assert [outcomes[p.id].status for p in landed] == [PhotoStatus.CREATED] * 3
+    assert [ledger(store, p)["buildpass_photo_id"] for p in landed] == [made[p.id]["id"] for p in landed]
+
+
+def test_photos_no_reply_names_and_a_capped_listing_misses_are_sent_again_and_recorded_once(
+    box: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    store, config, batch, photos = staged(box, tmp_path, 3)
+    bp = buildpass_client(box)
+    fill_a_capped_listing(bp)
+    admin(box.buildpass_url, "/answers", {"created_ids": "absent", "listing": "capped"})
+    outcomes = publish_batch(bp, store, config, batch)
+    assert [(o.photo_id, o.status) for o in outcomes] == [(p.id, PhotoStatus.CREATED) for p in photos]
+    made = {m["externalSourceId"]: m for m in in_buildpass(box) if not m["externalSourceId"].startswith("older-")}
+    assert sorted(made) == sorted(p.id for p in photos)
+    assert [ledger(store, p)["attachment_key"] for p in photos] == [made[p.id]["key"] for p in photos]
+    counts = route_counts(box.buildpass_url)
+    assert (counts["bulk-upsert"], counts["photos-list"]) == (1 + 2, 1)  # the older ones, ours twice
+
+
+def fill_a_capped_listing(bp: BuildPassClient) -> None:
+    """100 photos already in the project fill a listing capped at 100: ours are not in it."""
+    jpeg = images.jpeg_bytes("older", 2048)
+    part = FilePart("file", "older.jpg", "image/jpeg", len(jpeg), lambda: io.BytesIO(jpeg))
+    key = bp.upload_attachments("buil_demo", [part])[0]
+    older = [
+        {"externalSourceId": f"older-{n}", "fileName": f"older-{n}.jpg", "imageAttachment": key.as_reference()}
+        for n in range(100)
+    ]
+    bp.bulk_upsert(
+        "buil_demo",
+        source_id="other",
+        source_app="other",
+        project_id="proj_demo",
+        folder_id=None,
+        folder_name="Older",
+        photos=older,
+    )
+
+
+def test_single_mode_never_creates_again_what_a_capped_listing_cannot_rule_out(
+    box: sandbox.Sandbox, tmp_path: Path
+) -> None:
+    store, config, batch, photos = staged(box, tmp_path, 2, publish_mode="single")
+    bp = buildpass_client(box)
+    fill_a_capped_listing(bp)
+    admin(box.buildpass_url, "/answers", {"listing": "capped"})
+    admin(box.buildpass_url, "/faults", {"script": [{"route": "photos-create", "fault": "lost_response", "times": 1}]})
+    outcomes = publish_batch(bp, store, config, batch)
+    assert [o.status for o in outcomes] == [PhotoStatus.FAILED, PhotoStatus.CREATED]
+    assert "not created again" in outcomes[0].reason and "may be incomplete" in outcomes[0].reason
+    ours = [m["externalSourceId"] for m in in_buildpass(box) if not m["externalSourceId"].startswith("older-")]
+    assert sorted(ours) == sorted(p.id for p in photos)  # the lost create made it once; nothing made twice
+    assert ledger(store, photos[0])["state"] == "intent"
+
+    # A replay of the batch cannot rule it out either: still one photo, still failed.
+    again = publish_batch(bp, store, config, batch)
+    assert [o.status for o in again] == [PhotoStatus.PRESENT, PhotoStatus.FAILED]
+    assert sum(1 for m in in_buildpass(box) if m["externalSourceId"] == photos[0].id) == 1

@@ -1,7 +1,7 @@
 """
-### Operate the ACC → BuildPass copy: check, plan, replay
+### Operate the ACC → BuildPass copy: check, plan, replay, verify
 
-The command line's `acc-buildpass check | plan | replay`, from a form: **Trigger** this DAG,
+The command line's `acc-buildpass check | plan | replay | verify`, from a form: **Trigger** this DAG,
 pick the action and the window. Same configuration as `acc_to_buildpass_photos` (Variable
 `acc_buildpass_config`, connections `acc_default`, `buildpass_default`, `acc_buildpass_staging`).
 
@@ -11,9 +11,14 @@ pick the action and the window. Same configuration as `acc_to_buildpass_photos` 
   skipped and why. Nothing is staged or created. The plan is the run's **Copy report** tab.
 - **replay**: retries exactly the photos the window's report lists as failed, exactly once, and
   fails while any still fails. Its result is the run's **Copy report** tab too.
+- **verify**: reads BuildPass back (one listing per mapped project, whatever folder a photo is
+  in) and reconciles every eligible ACC photo of the window: absent, doubled, wrong size,
+  BuildPass photos of the window linked to no eligible ACC photo, and a listing that looks
+  capped. Writes nothing to BuildPass; `verify.json` goes beside the window's report. The run
+  fails when anything does not match.
 
 The task logs the table the command prints and returns a summary (counts and object keys) as
-its XCom. Never retried: a check or a plan is cheap to trigger again, a replay is.
+its XCom. Never retried: a check, a plan or a verify is cheap to trigger again, a replay is.
 
     airflow dags trigger acc_buildpass_operations \\
       --conf '{"action": "plan", "window_start": "2026-03-01T00:00:00Z", "window_end": "2026-03-02T00:00:00Z"}'
@@ -27,7 +32,7 @@ import pendulum
 from acc_buildpass import settings
 from airflow.sdk import Param, dag, get_current_context, task
 
-WINDOW = "Window (plan and replay)"
+WINDOW = "Window (plan, replay and verify)"
 
 
 @dag(
@@ -45,7 +50,7 @@ WINDOW = "Window (plan and replay)"
             enum=list(settings.ACTIONS),
             values_display=settings.ACTION_LABELS,
             title="Action",
-            description="What to run. Plan and replay need the window below; check ignores it.",
+            description="What to run. Plan, replay and verify need the window below; check ignores it.",
         ),
         "window_start": Param(
             **settings.window_bound(
@@ -65,7 +70,7 @@ WINDOW = "Window (plan and replay)"
             items={"type": "string", "minLength": 1},
             uniqueItems=True,
             title="ACC projects",
-            description="Only these mapped ACC project ids, one a line (plan and replay). Empty: every mapping.",
+            description="Only these mapped ACC project ids, one a line (plan, replay, verify). Empty: every mapping.",
             section=WINDOW,
         ),
     },

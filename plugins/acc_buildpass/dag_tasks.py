@@ -153,7 +153,7 @@ def report(raw_batches: list[dict[str, Any]] | None, context: Any, manifest: Any
     return result["totals"]
 
 
-# -- the DAG acc_buildpass_operations: what `acc-buildpass check | plan | replay` does, from a form --
+# -- the DAG acc_buildpass_operations: what `acc-buildpass check | plan | replay | verify` does, from a form --
 
 
 @final_on_config_error
@@ -161,7 +161,8 @@ def operate(context: Any) -> dict[str, Any]:
     """Run the action the run's params ask for, through the same functions as ``acc-buildpass``.
 
     Logs the table the command prints; returns a summary (counts and object keys, never a
-    secret); fails, without a retry, when check finds a problem or replay leaves photos failed.
+    secret); fails, without a retry, when check finds a problem, replay leaves photos failed or
+    verify finds BuildPass not matching ACC.
     A plan is also written beside the window's report, where the run's Copy report tab shows it.
     """
     from acc_buildpass.settings import ACTIONS, DEFAULT_ACTION
@@ -177,6 +178,8 @@ def operate(context: Any) -> dict[str, Any]:
     log.info("%s of the photos created in [%s, %s)", action, window.start.isoformat(), window.end.isoformat())
     if action == "plan":
         return _operate_plan(window, projects, context.get("run_id"))
+    if action == "verify":
+        return _operate_verify(window, projects)
     return _operate_replay(window, projects)
 
 
@@ -222,21 +225,57 @@ def _operate_plan(window: Window, projects: list[str] | None, run_id: str | None
 
 
 def _operate_replay(window: Window, projects: list[str] | None) -> dict[str, Any]:
-    from airflow.sdk.exceptions import AirflowFailException
-
     from acc_buildpass.cli import render
-    from acc_buildpass.cli.progress import Progress
     from acc_buildpass.pipeline import replay as replay_step
 
-    result, written = runtime.replay(window, projects, Progress("replay", write_line=log.info))
-    log.info("Replay (%s):\n%s", written, render.render_replay(result))
-    if not replay_step.replay_ok(result):
+    def failure(result: dict[str, Any]) -> str | None:
         totals = result["totals"]
-        raise AirflowFailException(
-            f"replay of window {window.id}: {totals[replay_step.STILL_FAILED]} photo(s) still failed, "
-            f"{totals[replay_step.NOT_REPLAYABLE]} report entr(ies) not replayable; see the table above"
+        return (
+            None
+            if replay_step.replay_ok(result)
+            else (
+                f"{totals[replay_step.STILL_FAILED]} photo(s) still failed, "
+                f"{totals[replay_step.NOT_REPLAYABLE]} report entr(ies) not replayable"
+            )
         )
-    return {"action": "replay", "window": result["window"], "totals": result["totals"], "report": written}
+
+    return _operate_window_step("replay", window, projects, runtime.replay, render.render_replay, failure)
+
+
+def _operate_verify(window: Window, projects: list[str] | None) -> dict[str, Any]:
+    from acc_buildpass.cli import render
+    from acc_buildpass.pipeline import verify as verify_step
+
+    def failure(result: dict[str, Any]) -> str | None:
+        totals = result["totals"]
+        wrong = [f"{totals[p]} {p.replace('_', ' ')}" for p in verify_step.PROBLEMS if totals[p]]
+        if totals["listing_incomplete"]:
+            wrong.append(f"{totals['listing_incomplete']} listing(s) possibly incomplete")
+        return None if verify_step.verify_ok(result) else f"BuildPass does not match ACC ({', '.join(wrong)})"
+
+    return _operate_window_step("verify", window, projects, runtime.verify, render.render_verify, failure)
+
+
+def _operate_window_step(
+    action: str,
+    window: Window,
+    projects: list[str] | None,
+    run: Callable[..., tuple[dict[str, Any], str]],
+    rendered: Callable[[dict[str, Any]], str],
+    failure: Callable[[dict[str, Any]], str | None],
+) -> dict[str, Any]:
+    """Run replay or verify as the command does, log its table, and fail without a retry when
+    ``failure`` names what is wrong: a summary (counts and where the result was written)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from acc_buildpass.cli.progress import Progress
+
+    result, written = run(window, projects, Progress(action, write_line=log.info))
+    log.info("%s (%s):\n%s", action.capitalize(), written, rendered(result))
+    wrong = failure(result)
+    if wrong:
+        raise AirflowFailException(f"{action} of window {window.id}: {wrong}; see the table above")
+    return {"action": action, "window": result["window"], "totals": result["totals"], "report": written}
 
 
 class EditsNotFollowed(Exception):

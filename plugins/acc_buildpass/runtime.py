@@ -5,7 +5,7 @@ S3 store, for the package's three kinds of process:
 - the api-server's **UI** plugin (the Copy report tab: the metadata DB, a person waiting),
 - the **command line** ``acc-buildpass`` (the metadata DB when it can be read: ``use_metadata_db``).
 
-It also holds the operator's commands (check, plan, replay), which ``acc-buildpass`` and the DAG
+It also holds the operator's commands (check, plan, replay, verify), which ``acc-buildpass`` and the DAG
 ``acc_buildpass_operations`` both run, so a check is the same whether typed or triggered.
 Nothing here prints: the caller decides where the table and the progress go. Imports are lazy so
 that ``acc-buildpass --help`` starts fast.
@@ -333,6 +333,35 @@ def replay(
     if progress is not None:
         progress.finish(", ".join(f"{n} {status.replace('_', ' ')}" for status, n in result["totals"].items()))
     return result, f"s3://{store.bucket}/{store.layout.replay_report(window, 'json')}"
+
+
+def verify(
+    window: Window, acc_project_ids: Collection[str] | None = None, progress: Progress | None = None
+) -> tuple[dict[str, Any], str]:
+    """Read BuildPass back and reconcile the window's eligible ACC photos (of the projects named,
+    else all): (the result, where it was written).
+
+    :param progress: told of every ACC page listed (its total is set to the number of projects)
+    :raises ConfigError: what to fix in the Variable, a connection or a mapping
+    """
+    from acc_buildpass.pipeline import verify as verify_step
+
+    config = select_projects(load_config(), acc_project_ids)
+    position = {m.acc_project_id: i for i, m in enumerate(config.projects)}
+
+    def on_page(mapping: Any, pages: int, records: int) -> None:
+        if progress is not None:
+            progress.update(position[mapping.acc_project_id], f"{mapping.acc_project_id}: {records} records listed")
+
+    with clients(config) as (acc, buildpass):
+        store = build_store(config)
+        if progress is not None:
+            progress.total, progress.unit = len(config.projects), "projects"
+        result = verify_step.verify(acc, buildpass, store, config, window, on_page)
+    if progress is not None:
+        totals = result["totals"]
+        progress.finish(f"{totals['confirmed']} of {totals['eligible']} eligible photo(s) confirmed in BuildPass")
+    return result, f"s3://{store.bucket}/{store.layout.verify_report(window)}"
 
 
 # -- the command line's process -------------------------------------------------------------------

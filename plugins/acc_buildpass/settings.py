@@ -22,12 +22,13 @@ DELETE_POLICIES = ("report", "delete")  # follow-edits: what to do with a photo 
 DEFAULT_DELETE_POLICY = "report"
 DEFAULT_FOLLOW_DAYS = 7
 
-ACTIONS = ("check", "plan", "replay")  # the DAG acc_buildpass_operations
+ACTIONS = ("check", "plan", "replay", "verify")  # the DAG acc_buildpass_operations
 DEFAULT_ACTION = "check"  # the one that changes nothing
 ACTION_LABELS = {
     "check": "Check: connections, bucket, project mappings",
     "plan": "Plan: dry run of a window (nothing copied)",
     "replay": "Replay: retry a window's failed photos",
+    "verify": "Verify: read BuildPass back and reconcile a window",
 }
 
 # ISO 8601 with a time; the zone is optional (UTC when none), as ``models.parse_time`` reads it.

@@ -8,6 +8,7 @@ Layout under ``{prefix}/`` (every part an id we validated, never a title):
 - ``windows/{window}/batches/{batch:05d}/stage.json`` and ``publish.json``: per-photo outcomes;
   ``publish-attempt.json``: a publish of that batch has begun before
 - ``windows/{window}/report.json`` and ``report.md``; ``plan.json``: a plan from the operations DAG
+- ``windows/{window}/verify.json``: what ``acc-buildpass verify`` last found reading BuildPass back
 - ``windows/{window}/{acc_project_id}/replay/part-00000.parquet`` and ``windows/{window}/report-replay.json``:
   what ``acc-buildpass replay`` retried (its batches are numbered from 90000) and what came of it
 - ``ledger/{builder_id}/{buildpass_project_id}/{photo_id}.json``: a photo is in BuildPass
@@ -94,6 +95,10 @@ class Layout:
     def plan_report(self, window: Window) -> str:
         """Where the DAG ``acc_buildpass_operations`` writes a plan, for the run's Copy report tab."""
         return self.window_key(window, "plan.json")
+
+    def verify_report(self, window: Window) -> str:
+        """Where ``acc-buildpass verify`` (and the operations DAG's verify) writes what it found."""
+        return self.window_key(window, "verify.json")
 
     def _per_target(self, kind: str, builder_id: str, buildpass_project_id: str, *parts: str) -> str:
         """A key under ``{kind}/{builder_id}/{buildpass_project_id}/``: what one BuildPass project holds."""

@@ -48,7 +48,7 @@ def test_the_form_offers_the_action_as_a_labelled_choice(operations) -> None:  #
     action = form(operations)["action"]
     assert action["value"] == "check"  # the default changes nothing
     assert action["schema"]["type"] == "string"
-    assert action["schema"]["enum"] == list(ACTIONS) == ["check", "plan", "replay"]
+    assert action["schema"]["enum"] == list(ACTIONS) == ["check", "plan", "replay", "verify"]
     assert set(action["schema"]["values_display"]) == set(ACTIONS)
     assert action["schema"]["title"] == "Action" and action["description"]
 

@@ -1,4 +1,4 @@
-"""``acc-buildpass``: the operator's command line (check, plan, projects, replay, follow-edits).
+"""``acc-buildpass``: the operator's command line (check, plan, projects, replay, follow-edits, verify).
 
 A thin layer: it reads the same configuration as the DAG through Airflow (the Variable
 ``acc_buildpass_config`` and the connections, from ``AIRFLOW_VAR_*``/``AIRFLOW_CONN_*``, a
@@ -6,9 +6,9 @@ secrets backend or the metadata DB) by way of :mod:`acc_buildpass.runtime`, call
 steps and renders what they return (:mod:`acc_buildpass.cli.render`).
 
 Exit codes: 0 all good; 1 problems found (``check``), photos still failed (``replay``), a photo not
-updated (``follow-edits``) or the work failed (an API or storage error); 2 a usage or configuration
-error (bad arguments, a missing or invalid Variable or connection, a file that would be overwritten);
-130 interrupted (Ctrl-C).
+updated (``follow-edits``), BuildPass not matching ACC (``verify``) or the work failed (an API or
+storage error); 2 a usage or configuration error (bad arguments, a missing or invalid Variable or
+connection, a file that would be overwritten); 130 interrupted (Ctrl-C).
 
 Everything but :mod:`acc_buildpass.runtime` (light until called) is imported inside the command
 that needs it, so ``--help`` and a usage error answer at once.
@@ -124,13 +124,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from acc_buildpass.cli import render
     from acc_buildpass.pipeline import replay as replay_step
 
-    window = _window(args)
-    runtime.use_metadata_db()
-    with _progress("replay") as progress:
-        result, written = runtime.replay(window, args.project, progress)
-    note(f"replay: report written to {written}")
-    _emit_result(args, result, lambda: render.render_replay(result))
-    return EXIT_OK if replay_step.replay_ok(result) else EXIT_PROBLEMS
+    return _run_window_step(args, "replay", runtime.replay, render.render_replay, replay_step.replay_ok, "report")
 
 
 def cmd_projects(args: argparse.Namespace) -> int:
@@ -198,6 +192,20 @@ def cmd_follow_edits(args: argparse.Namespace) -> int:
     return EXIT_PROBLEMS if result["totals"]["failed"] else EXIT_OK
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Read BuildPass back (one listing of each mapped BuildPass project, whatever folder a photo is
+    in) and reconcile every eligible ACC photo of the window, listed as extraction lists it: linked
+    by externalSourceId where BuildPass returns one, else by the photo id or attachment key the
+    ledger recorded. Reports apart the photos absent from BuildPass, doubled, of the wrong size,
+    BuildPass photos of the window linked to no eligible ACC photo (deleted in ACC since), and a
+    listing that looks capped. Nothing is written to BuildPass; verify.json is written beside the
+    window's report. Exit 1 when anything does not match or the listing may be incomplete."""
+    from acc_buildpass.cli import render
+    from acc_buildpass.pipeline import verify as verify_step
+
+    return _run_window_step(args, "verify", runtime.verify, render.render_verify, verify_step.verify_ok, "result")
+
+
 # -- what the commands share ----------------------------------------------------------------------
 
 
@@ -208,6 +216,25 @@ def _window(args: argparse.Namespace) -> Window:
         return Window(parse_time(args.start), parse_time(args.end))
     except ValueError as exc:
         raise UsageError(f"--start/--end: {exc}; give ISO 8601 times, start before end") from None
+
+
+def _run_window_step(
+    args: argparse.Namespace,
+    name: str,
+    run: Callable[[Window, list[str] | None, Progress | None], tuple[dict[str, Any], str]],
+    rendered: Callable[[dict[str, Any]], str],
+    ok: Callable[[dict[str, Any]], bool],
+    what: str,
+) -> int:
+    """Run a step over the arguments' window that writes its result beside the window's report
+    (replay, verify): say where it went, show the result; exit 0 when ``ok``, else 1."""
+    window = _window(args)
+    runtime.use_metadata_db()
+    with _progress(name) as progress:
+        result, written = run(window, args.project, progress)
+    note(f"{name}: {what} written to {written}")
+    _emit_result(args, result, lambda: rendered(result))
+    return EXIT_OK if ok(result) else EXIT_PROBLEMS
 
 
 def _until(args: argparse.Namespace) -> datetime:
@@ -395,19 +422,32 @@ def _add_follow_edits(sub: Subcommands) -> None:
     _add_json(follow)
 
 
+def _add_verify(sub: Subcommands) -> None:
+    reconcile = _command(
+        sub,
+        "verify",
+        cmd_verify,
+        "read BuildPass back: photos of a window absent, doubled, of the wrong size or unlinked",
+    )
+    _add_window(reconcile, "window start, ISO 8601 (inclusive; UTC when no zone)")
+    _add_json(reconcile)
+    _add_project(reconcile, "only this mapped ACC project (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="acc-buildpass",
         description="Operate the ACC → BuildPass photo copy: check the setup, plan a window, discover projects, "
-        "replay a window's failed photos, follow ACC edits of copied photos. "
+        "replay a window's failed photos, follow ACC edits of copied photos, verify a window against BuildPass. "
         "Reads the same configuration as the DAG (Variable acc_buildpass_config, connections acc_default, "
         "buildpass_default, acc_buildpass_staging) through Airflow.",
-        epilog="Exit codes: 0 ok; 1 problems found, photos still failed or the work failed; 2 usage or "
+        epilog="Exit codes: 0 ok; 1 problems found, photos still failed, BuildPass not matching ACC or the work "
+        "failed; 2 usage or "
         "configuration error.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show the package's logs on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_check, _add_plan, _add_projects, _add_replay, _add_follow_edits):
+    for add in (_add_check, _add_plan, _add_projects, _add_replay, _add_follow_edits, _add_verify):
         add(sub)
     return parser
 

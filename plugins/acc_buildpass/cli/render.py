@@ -12,6 +12,7 @@ from acc_buildpass.pipeline import follow_edits as follow
 from acc_buildpass.pipeline.dry_run import ProjectPlan, plan_json
 from acc_buildpass.pipeline.projects import projects_json
 from acc_buildpass.pipeline.replay import NOT_REPLAYABLE, STILL_FAILED
+from acc_buildpass.pipeline.verify import PROBLEMS
 
 
 def human_bytes(count: int) -> str:
@@ -131,4 +132,36 @@ def render_follow_edits(result: dict[str, Any]) -> str:
         target = f" → {p['buildpass_photo_id']}" if p["buildpass_photo_id"] else ""
         reason = f": {p['reason']}" if p["reason"] else ""
         lines.append(f"  {p['acc_project_id']} {p['photo_id']}{target} {what}{reason}")
+    return "\n".join(lines)
+
+
+def render_verify(result: dict[str, Any]) -> str:
+    """The reconciliation: a row per project, then each finding with its reason."""
+    window = result["window"]
+    header = ["ACC project", "BuildPass", "eligible", "confirmed", *(p.replace("_", " ") for p in PROBLEMS)]
+    rows = [
+        [p["acc_project_id"], f"{p['builder_id']}/{p['buildpass_project_id']}"]
+        + [str(p[k]) for k in ("eligible", "confirmed", *PROBLEMS)]
+        for p in result["projects"]
+    ]
+    lines = [
+        f"BuildPass read back for the photos created in [{window['start']}, {window['end']}):",
+        "",
+        render_table(header, rows, right=range(2, len(header))),
+    ]
+    for p in result["projects"]:
+        if p["listing_incomplete"]:
+            lines.append(f"{p['acc_project_id']}: BuildPass listing possibly incomplete: {p['listing_incomplete']}")
+    if result["findings"]:
+        lines.append("")
+    for f in result["findings"]:
+        target = f" ({', '.join(f['buildpass_photo_ids'])})" if f["buildpass_photo_ids"] else ""
+        lines.append(f"  {f['acc_project_id']} {f['photo_id']}{target} {f['problem'].replace('_', ' ')}: {f['reason']}")
+    cost = result["cost"]
+    lines += [
+        "",
+        f"Read {cost['acc_pages']} ACC page(s), {cost['buildpass_listings']} BuildPass listing(s), "
+        f"{cost['ledger_reads']} ledger entr(ies), {cost['staged_heads']} staged size(s).",
+        "BuildPass matches ACC for this window." if result["ok"] else "BuildPass does not match ACC: see above.",
+    ]
     return "\n".join(lines)

@@ -124,14 +124,11 @@ def changes_for(photo: AccPhoto, current: BuildPassPhoto) -> dict[str, Any]:
     return {name: value for name, value in wanted.items() if not _same(name, value, shown[name])}
 
 
-def _link_from_ledger(entry: Any, active: dict[str, BuildPassPhoto], by_key: dict[str, str]) -> str | None:
+def _link_from_ledger(entry: Any, gallery: Gallery) -> str | None:
     if not isinstance(entry, dict) or entry.get("state") != LedgerState.CREATED:
         return None
-    photo_id = entry.get("buildpass_photo_id")
-    if isinstance(photo_id, str) and photo_id in active:
-        return photo_id
-    key = entry.get("attachment_key")
-    return by_key.get(key) if isinstance(key, str) else None
+    linked = gallery.from_ledger(entry)
+    return linked[0] if linked else None
 
 
 def follow_project(
@@ -154,7 +151,7 @@ def follow_project(
     links: dict[str, dict[str, str]] = cached.get("links", {}) if isinstance(cached, dict) else {}
     listed = _copied_in_acc(acc, mapping, since, until, copied, result)
     _add_deleted_linked(acc, mapping, since, until, listed, {i: v for i, v in links.items() if i in copied})
-    gallery = _Gallery.of(buildpass.list_photos(mapping.builder_id, mapping.buildpass_project_id))
+    gallery = Gallery.of(buildpass.list_photos(mapping.builder_id, mapping.buildpass_project_id))
     from_ledger = _ledger_links(store, config, mapping, listed, links, gallery)
 
     new_links: dict[str, dict[str, str]] = {}
@@ -163,9 +160,7 @@ def follow_project(
         bp_id = (
             cached_id
             if cached_id in gallery.active
-            else from_ledger.get(photo_id)
-            or gallery.by_source.get(photo_id)
-            or (cached_id if photo.deleted_at else None)
+            else from_ledger.get(photo_id) or gallery.sourced(photo_id) or (cached_id if photo.deleted_at else None)
         )
         if bp_id:
             new_links[photo_id] = {"buildpass_photo_id": bp_id, "created_at": format_time(photo.created_at)}
@@ -182,20 +177,54 @@ def follow_project(
 
 
 @dataclass(frozen=True)
-class _Gallery:
-    """A BuildPass project's photos now: by id, and the ids by attachment key and by externalSourceId."""
+class Gallery:
+    """A BuildPass project's photos now: by id, and the ids by attachment key and by externalSourceId
+    (all of them, oldest first: one ACC photo may be in BuildPass more than once).
+
+    How a BuildPass photo is linked to the ACC photo it was copied from, here and in ``verify``:
+    by ``externalSourceId`` when BuildPass returns one (top level or in ``metadata``), else by
+    what the ledger recorded: the photo id of a single-mode create, or the attachment key(s) of
+    our uploads, which the BuildPass photo carries as ``key``.
+    """
 
     active: dict[str, BuildPassPhoto]
-    by_key: dict[str, str]
-    by_source: dict[str, str]
+    by_key: dict[str, list[str]]
+    by_source: dict[str, list[str]]
 
     @classmethod
-    def of(cls, photos: list[BuildPassPhoto]) -> _Gallery:
-        return cls(
-            active={p.id: p for p in photos},
-            by_key={p.key: p.id for p in photos if p.key},
-            by_source={p.external_source_id: p.id for p in photos if p.external_source_id},
-        )
+    def of(cls, photos: list[BuildPassPhoto]) -> Gallery:
+        by_key: dict[str, list[str]] = {}
+        by_source: dict[str, list[str]] = {}
+        for photo in photos:
+            if photo.key:
+                by_key.setdefault(photo.key, []).append(photo.id)
+            if photo.external_source_id:
+                by_source.setdefault(photo.external_source_id, []).append(photo.id)
+        return cls(active={p.id: p for p in photos}, by_key=by_key, by_source=by_source)
+
+    def sourced(self, acc_photo_id: str) -> str | None:
+        """The BuildPass photo whose externalSourceId is this ACC photo's id (the first), if any."""
+        found = self.by_source.get(acc_photo_id)
+        return found[0] if found else None
+
+    def from_ledger(self, entry: Any) -> list[str]:
+        """The BuildPass photos a ledger entry names, any state: its photo id first, then those that
+        carry one of its attachment keys."""
+        if not isinstance(entry, dict):
+            return []
+        photo_id = entry.get("buildpass_photo_id")
+        named = [photo_id] if isinstance(photo_id, str) and photo_id in self.active else []
+        intents = entry.get("attachment_keys")
+        keys = [entry.get("attachment_key"), *(intents if isinstance(intents, list) else [])]
+        keyed = [i for k in keys if isinstance(k, str) for i in self.by_key.get(k, [])]
+        return list(dict.fromkeys([*named, *keyed]))
+
+    def linked(self, acc_photo_id: str, entry: Any) -> list[str]:
+        """Every BuildPass photo that is this ACC photo: by externalSourceId, by the ledger, and any
+        other photo made from the same attachment (a create replayed with the same upload)."""
+        found = [*self.by_source.get(acc_photo_id, []), *self.from_ledger(entry)]
+        keys = {key for i in found if (key := self.active[i].key)}
+        return list(dict.fromkeys([*found, *(i for k in sorted(keys) for i in self.by_key[k])]))
 
 
 def _copied_in_acc(
@@ -250,14 +279,14 @@ def _ledger_links(
     mapping: ProjectMapping,
     listed: dict[str, AccPhoto],
     links: dict[str, dict[str, str]],
-    gallery: _Gallery,
+    gallery: Gallery,
 ) -> dict[str, str | None]:
     """The BuildPass photo the ledger links each photo to, for those no link or externalSourceId
     links already; a photo the ledger holds only an intent for is dropped from ``listed``."""
     unlinked = [
         i
         for i in listed
-        if links.get(i, {}).get("buildpass_photo_id") not in gallery.active and i not in gallery.by_source
+        if links.get(i, {}).get("buildpass_photo_id") not in gallery.active and gallery.sourced(i) is None
     ]
     from_ledger: dict[str, str | None] = {}
     with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="ledger") as pool:
@@ -269,7 +298,7 @@ def _ledger_links(
             if isinstance(entry, dict) and entry.get("state") != LedgerState.CREATED:
                 del listed[photo_id]  # only an intent: not copied (the copy's report says why), nothing to follow
             else:
-                from_ledger[photo_id] = _link_from_ledger(entry, gallery.active, gallery.by_key)
+                from_ledger[photo_id] = _link_from_ledger(entry, gallery)
     return from_ledger
 
 

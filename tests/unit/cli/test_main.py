@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from acc_buildpass.cli import main
@@ -45,6 +46,7 @@ def test_each_subcommand_runs_its_own_command() -> None:
         "projects": (["projects"], main.cmd_projects),
         "replay": (["replay", *WINDOW], main.cmd_replay),
         "follow-edits": (["follow-edits"], main.cmd_follow_edits),
+        "verify": (["verify", *WINDOW], main.cmd_verify),
     }
     for name, (argv, func) in commands.items():
         args = parse(*argv)
@@ -61,7 +63,7 @@ def test_check_and_projects_defaults() -> None:
     assert (written.json, written.write_config, written.force) == (True, "variable.json", True)
 
 
-@pytest.mark.parametrize("command", ["plan", "replay"])
+@pytest.mark.parametrize("command", ["plan", "replay", "verify"])
 def test_a_window_command_takes_the_window_and_repeatable_projects(command: str) -> None:
     args = parse(command, *WINDOW)
     assert (args.start, args.end, args.json, args.project) == (WINDOW[1], WINDOW[3], False, None)
@@ -94,6 +96,7 @@ def test_follow_edits_defaults() -> None:
         (["plan", *WINDOW, "--progress-pages", "ten"], "--progress-pages"),
         (["plan", "--end", "2026-03-03"], "--start"),
         (["replay", "--start", "2026-03-02"], "--end"),
+        (["verify", "--end", "2026-03-03"], "--start"),
         (["projects", "--force=yes"], "--force"),
         (["nope"], "nope"),
         ([], "COMMAND"),
@@ -117,6 +120,7 @@ def test_a_bad_number_says_what_is_expected(capsys: pytest.CaptureFixture[str]) 
         (["plan", "--start", "yesterday", "--end", "2026-03-03T00:00:00Z"], "acc-buildpass plan: --start/--end: "),
         (["replay", "--start", "2026-03-03", "--end", "2026-03-02"], "acc-buildpass replay: --start/--end: "),
         (["follow-edits", "--until", "soon"], "acc-buildpass follow-edits: --until: "),
+        (["verify", "--start", "2026-03-03", "--end", "2026-03-03"], "acc-buildpass verify: --start/--end: "),
     ],
 )
 def test_a_time_that_is_no_iso_8601_or_a_reversed_window_exits_2_naming_the_option(
@@ -131,7 +135,7 @@ def test_a_time_that_is_no_iso_8601_or_a_reversed_window_exits_2_naming_the_opti
     assert err.startswith(named) and "ISO 8601" in err
 
 
-@pytest.mark.parametrize("command", [[], ["check"], ["plan"], ["projects"], ["replay"], ["follow-edits"]])
+@pytest.mark.parametrize("command", [[], ["check"], ["plan"], ["projects"], ["replay"], ["follow-edits"], ["verify"]])
 def test_help_exits_0_and_describes_the_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         main.main([*command, "--help"])
@@ -140,10 +144,10 @@ def test_help_exits_0_and_describes_the_command(command: list[str], capsys: pyte
     assert shown.startswith(" ".join(["usage: acc-buildpass", *command]))
     if not command:
         assert "Exit codes: 0 ok; 1 problems found" in shown
-        for name in ("check", "plan", "projects", "replay", "follow-edits"):
+        for name in ("check", "plan", "projects", "replay", "follow-edits", "verify"):
             assert re.search(rf"^    {name}\b", shown, re.MULTILINE)  # each listed with its one-line help
         return
-    func = parse(*command, *(WINDOW if command[0] in ("plan", "replay") else [])).func
+    func = parse(*command, *(WINDOW if command[0] in ("plan", "replay", "verify") else [])).func
     assert func.__doc__ is not None
     assert " ".join(func.__doc__.split()) in " ".join(shown.split())  # the command's docstring is its description
 
@@ -282,3 +286,35 @@ def test_write_json_with_force_leaves_the_old_file_when_the_rename_fails(
 def test_write_json_into_a_missing_folder_is_a_usage_error(tmp_path: Path, force: bool) -> None:
     with pytest.raises(main.UsageError, match=r"cannot write .*nowhere/variable\.json"):
         main._write_json(tmp_path / "nowhere" / "variable.json", {}, force=force)
+
+
+@pytest.mark.parametrize(("ok", "code"), [(True, main.EXIT_OK), (False, main.EXIT_PROBLEMS)])
+def test_verify_exits_1_when_buildpass_does_not_match_and_prints_json_on_stdout(
+    ok: bool, code: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = {"ok": ok, "window": {}, "totals": {}, "findings": []}
+    asked: list[Any] = []
+
+    def verify(window: Any, projects: Any, progress: Any) -> tuple[dict[str, Any], str]:
+        asked.append((window.id, projects))
+        return result, "s3://staging/t/windows/w/verify.json"
+
+    monkeypatch.setattr(main.runtime, "use_metadata_db", lambda: None)
+    monkeypatch.setattr(main.runtime, "verify", verify)
+    monkeypatch.setattr(main, "_out", sys.stdout)  # capsys's
+    assert main._run(parse("verify", *WINDOW, "--json", "--project", "p1")) == code
+    out, err = capsys.readouterr()
+    assert json.loads(out) == result and "verify: result written to s3://staging/t/windows/w/verify.json" in err
+    assert asked == [("20260302T000000Z--20260303T000000Z", ["p1"])]
+
+
+def test_verify_of_an_unmapped_project_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def verify(window: Any, projects: Any, progress: Any) -> Any:
+        raise ConfigError("ACC project(s) p9 not mapped in the Variable acc_buildpass_config")
+
+    monkeypatch.setattr(main.runtime, "use_metadata_db", lambda: None)
+    monkeypatch.setattr(main.runtime, "verify", verify)
+    assert main._run(parse("verify", *WINDOW, "--project", "p9")) == main.EXIT_CONFIG
+    assert "acc-buildpass verify: configuration error: ACC project(s) p9 not mapped" in capsys.readouterr().err

@@ -216,3 +216,45 @@ def test_a_dry_run_of_follow_edits_says_nothing_was_written_and_counts_what_it_w
         "3 copied photos looked at (4 listed in ACC): 1 to patch, 1 unchanged, 1 deleted in ACC (reported), 2 failed"
     )
     assert lines[2] == f"  {TOWER_A} ph-1 → bp-9 would_patch (title, takenAt)"
+
+
+def verify_result(*findings: Any, incomplete: str | None = None) -> dict[str, Any]:
+    from acc_buildpass.pipeline.verify import ProjectVerify, verify_json
+
+    project = ProjectVerify(
+        ProjectMapping(TOWER_A, "buil_x", "proj_x"), listed=5, eligible=4, confirmed=4 - len(findings)
+    )
+    project.findings.extend(findings)
+    project.listing_incomplete = incomplete
+    project.cost.update(acc_pages=1, buildpass_listings=1, ledger_listings=1, ledger_reads=4)
+    return verify_json(WINDOW, [project])
+
+
+def test_verify_of_a_matching_window_shows_the_counts_what_it_read_and_says_it_matches() -> None:
+    lines = render.render_verify(verify_result()).splitlines()
+    assert lines[0] == f"BuildPass read back for the photos created in {SPAN}:"
+    assert lines[2].split() == [
+        "ACC", "project", "BuildPass", "eligible", "confirmed", "absent", "doubled", "wrong", "size", "unlinked",
+        "not", "linkable",
+    ]  # fmt: skip
+    assert lines[4].split() == [TOWER_A, "buil_x/proj_x", "4", "4", "0", "0", "0", "0", "0"]
+    assert lines[-2:] == [
+        "Read 1 ACC page(s), 1 BuildPass listing(s), 4 ledger entr(ies), 0 staged size(s).",
+        "BuildPass matches ACC for this window.",
+    ]
+
+
+def test_verify_lists_each_finding_and_a_listing_that_may_be_capped() -> None:
+    from acc_buildpass.pipeline.verify import Finding
+
+    result = verify_result(
+        Finding("absent", TOWER_A, "ph-1", reason="never copied"),
+        Finding("doubled", TOWER_A, "ph-2", ("bp-1", "bp-2"), "in BuildPass 2 times"),
+        incomplete="exactly 100 photos, a round number: BuildPass may cap its listing",
+    )
+    assert not result["ok"] and result["totals"]["listing_incomplete"] == 1
+    lines = render.render_verify(result).splitlines()
+    assert f"{TOWER_A}: BuildPass listing possibly incomplete: exactly 100 photos, a round number: " in "\n".join(lines)
+    assert f"  {TOWER_A} ph-1 absent: never copied" in lines
+    assert f"  {TOWER_A} ph-2 (bp-1, bp-2) doubled: in BuildPass 2 times" in lines
+    assert lines[-1] == "BuildPass does not match ACC: see above."

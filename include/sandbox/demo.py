@@ -10,6 +10,8 @@ Exit code 0 only when every eligible photo is in BuildPass exactly once with the
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -17,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from acc_buildpass.cli.render import render_verify
 from acc_buildpass.models import Window
 from acc_buildpass.pipeline.report import render
 
@@ -91,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         bp2 = stack.admin("buildpass", "GET", "/_admin/stats")
         print(render(rerun))
         check_after = stack.reconcile(list(PROJECTS), START, end)
+        verified, verify_costs = _verify(stack, config, START, end)
+        if "projects" in verified:
+            print(render_verify(verified), end="\n\n")
 
     copied = totals["created"]
     print("Figures")
@@ -110,14 +116,40 @@ def main(argv: list[str] | None = None) -> int:
         f"uploads {bp2['requests'].get('bulk-upload', 0) + bp2['requests'].get('upload', 0)}"
     )
     print(f"- reconciliation: {check_after}")
+    print(
+        f"- acc-buildpass verify over all {DAYS} days: exit {verified['exit']}, "
+        f"{verified['totals'].get('confirmed')} of {verified['totals'].get('eligible')} confirmed in BuildPass; "
+        f"requests: {verify_costs}"
+    )
     ok = (
         check == check_after
         and check["missing"] == check["duplicates"] == check["extra"] == check["bytes_differ"] == 0
         and check["created"] == check["expected"] == copied
         and rerun["totals"]["created"] == 0
+        and verified["exit"] == 0
     )
     print("OK: every eligible photo is in BuildPass exactly once, with its bytes" if ok else "FAILED: see above")
     return 0 if ok else 1
+
+
+def _verify(stack: Stack, config: dict[str, Any], start: datetime, end: datetime) -> tuple[dict[str, Any], str]:
+    """``acc-buildpass verify`` over the range, as an operator runs it: its result and what it cost."""
+    for api in ("acc", "buildpass"):
+        stack.admin(api, "POST", "/_admin/stats/reset")
+    done = subprocess.run(
+        [Stack.bin("acc-buildpass"), "verify", "--start", start.isoformat(), "--end", end.isoformat(), "--json"],
+        env=stack.env(config),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        result = json.loads(done.stdout)
+    except ValueError:
+        print(done.stdout[-3000:], done.stderr[-3000:])
+        result = {"totals": {}}
+    counts = {api: stack.admin(api, "GET", "/_admin/stats")["requests"] for api in ("acc", "buildpass")}
+    return {**result, "exit": done.returncode}, f"ACC {counts['acc']}, BuildPass {counts['buildpass']}"
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import requests
 
 from acc_buildpass.clients import endpoints, http, retry
 from acc_buildpass.clients.multipart import FilePart, MultipartBody
+from acc_buildpass.clients.tokens import FileTokenStore, TokenState, fingerprint
 from acc_buildpass.errors import ApiError, AuthError
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,12 @@ log = logging.getLogger(__name__)
 AUDIENCE = "https://api.buildpass.global"
 API_VERSION = "v1"
 SCOPES = "read:photos write:photos"
+
+
+def token_store_key(base_url: str, client_id: str, client_secret: str, scope: str = SCOPES) -> str:
+    """What a BuildPass token is stored under: host, client id, scope and the secret's fingerprint
+    (never the secret), so a changed secret or scope never reuses a token issued for the old one."""
+    return "|".join((base_url.rstrip("/"), client_id, scope, fingerprint(client_secret)))
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,10 @@ class BuildPassClient(http.ApiClient):
     ``ApiError`` for an answer of the wrong shape.
 
     :param region_id: sent as ``X-BuildPass-Region-Id`` when given (BuildPass assumes au1)
+    :param scope: the scopes asked for on the token call
+    :param token_store: where the access token is shared with the other task processes (built
+        with ``kind=tokens.BUILDPASS`` and ``token_store_key``); without one, each client asks
+        for its own token
     :raises ValueError: a host not to be trusted with the client secret (see ``http.ApiClient``)
     """
 
@@ -144,10 +155,16 @@ class BuildPassClient(http.ApiClient):
         client_secret: str,
         *,
         region_id: str | None = None,
+        scope: str = SCOPES,
+        token_store: FileTokenStore | None = None,
         **options: Unpack[http.ClientOptions],
     ) -> None:
         super().__init__(base_url, client_id, client_secret, **options)
         self.region_id = region_id
+        self.scope = scope
+        self._store = token_store
+        # A stored token is used only if it was issued for these credentials, whatever the file's name.
+        self._store_seed = fingerprint(token_store_key(self.base_url, client_id, client_secret, scope))
         self._token: str | None = None
         self._token_expires = 0.0
         self._lock = threading.Lock()
@@ -158,38 +175,77 @@ class BuildPassClient(http.ApiClient):
     # -- sign-in ---------------------------------------------------------------------------
 
     def _access_token(self, refused: str | None = None) -> str:
+        """A valid access token: the one in hand, else one another process stored, else a new one.
+
+        :param refused: a token BuildPass answered 401 to; never used again
+        :raises ConfigError: the token store cannot be read with the configured key
+        """
         with self._lock:
             if self._token and self._token != refused and self._token_expires - 60 > time.time():
                 return self._token
-
-            def once() -> dict[str, Any]:
-                self._respect_rate_limit()
-                response = http.request(
-                    self.session,
-                    "POST",
-                    self.base_url + endpoints.BUILDPASS_TOKEN,
-                    # "Required on every call": the token call too, whatever a server lets pass today.
-                    headers={"X-BuildPass-Api-Version": API_VERSION},
-                    json={
-                        "grant_type": "client_credentials",
-                        "client_id": self._client_id,
-                        "client_secret": self._client_secret,
-                        "audience": AUDIENCE,
-                        "scope": SCOPES,
-                    },
-                    retry_after=self._note_rate_limit,
+            if self._store is None:
+                return self._new_token()
+            with self._store.lock():
+                stored = self._stored_token(self._store, refused)
+                if stored is not None:
+                    return stored
+                token = self._new_token()
+                # Stored while the lock is held: the processes waiting for it use this one.
+                self._store.save(
+                    TokenState(
+                        seed=self._store_seed,
+                        access_token=token,
+                        access_expires_at=self._token_expires,
+                        updated_at=time.time(),
+                    )
                 )
-                self._note_rate_limit(response)
-                return http.json_body(response)
+                log.info("BuildPass access token stored in %s for the other task processes", self._store.path)
+                return token
 
-            payload = retry.call(self.policy, once, describe="BuildPass sign-in")
-            token = payload.get("access_token")
-            if not isinstance(token, str):
-                raise ApiError("BuildPass token response has no access_token")
-            self._on_secret(token)
-            self._token = token
-            self._token_expires = time.time() + float(payload.get("expires_in", 3600))
-            return token
+    def _stored_token(self, store: FileTokenStore, refused: str | None) -> str | None:
+        """The stored token, when it was issued for these credentials, is valid and was not refused
+        (the caller holds the store's lock); kept in memory and registered with the log masker."""
+        state = store.load()
+        if state is None or state.seed != self._store_seed or not state.access_valid():
+            return None
+        token = state.access_token
+        if token is None or token == refused:
+            return None
+        self._on_secret(token)
+        self._token, self._token_expires = token, state.access_expires_at
+        return token
+
+    def _new_token(self) -> str:
+        """Ask BuildPass for a token (the caller holds ``self._lock``) and keep it in memory."""
+
+        def once() -> dict[str, Any]:
+            self._respect_rate_limit()
+            response = http.request(
+                self.session,
+                "POST",
+                self.base_url + endpoints.BUILDPASS_TOKEN,
+                # "Required on every call": the token call too, whatever a server lets pass today.
+                headers={"X-BuildPass-Api-Version": API_VERSION},
+                json={
+                    "grant_type": "client_credentials",
+                    "client_id": self._client_id,
+                    "client_secret": self._client_secret,
+                    "audience": AUDIENCE,
+                    "scope": self.scope,
+                },
+                retry_after=self._note_rate_limit,
+            )
+            self._note_rate_limit(response)
+            return http.json_body(response)
+
+        payload = retry.call(self.policy, once, describe="BuildPass sign-in")
+        token = payload.get("access_token")
+        if not isinstance(token, str):
+            raise ApiError("BuildPass token response has no access_token")
+        self._on_secret(token)
+        self._token = token
+        self._token_expires = time.time() + float(payload.get("expires_in", 3600))
+        return token
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -435,11 +491,15 @@ class BuildPassClient(http.ApiClient):
         self._call("DELETE", path)
 
     def sign_in(self) -> None:
-        """Fetch a token: proves the credentials without touching any data.
+        """Fetch a new token: proves the credentials without touching any data.
+
+        Always a token call (a stored token proves nothing of today's secret), and the token store
+        is neither read nor written: a Test button on a host without the workers' store still works.
 
         :raises AuthError: BuildPass refused the client id or secret
         """
-        self._access_token()
+        with self._lock:
+            self._new_token()
 
     @staticmethod
     def _folder(raw: dict[str, Any]) -> Folder:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -13,19 +12,10 @@ from acc_buildpass.clients.acc import AccClient
 from acc_buildpass.clients.http import api_base_url
 from acc_buildpass.clients.tokens import FileTokenStore
 from acc_buildpass.hooks import forms
-from acc_buildpass.hooks.connections import ApiHook
+from acc_buildpass.hooks.connections import ApiHook, fernet_key, token_store_directory
 
 # The Test button waits for the answer: one attempt, as a person can press it again.
 TEST_POLICY = retry.RetryPolicy(attempts=1)
-
-
-def _fernet_key() -> str | None:
-    try:
-        from airflow.configuration import conf
-
-        return conf.get("core", "fernet_key", fallback="") or None
-    except Exception:  # no Airflow configuration: the store stays plain, owner-only
-        return None
 
 
 @dataclass(frozen=True)
@@ -66,13 +56,12 @@ class AccHook(ApiHook):
         refresh_token = extra.get("refresh_token") or ""
         if refresh_token:
             mask_secret(refresh_token)
-        home = os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow"))
         return AccConnection(
             base_url=api_base_url(conn.host, endpoints.ACC_BASE_URL),
             client_id=conn.login or "",
             client_secret=conn.password or "",
             refresh_token=refresh_token,
-            token_store=extra.get("token_store") or os.path.join(home, "acc_buildpass"),
+            token_store=token_store_directory(extra),
         )
 
     def get_conn(self, policy: retry.RetryPolicy | None = None) -> AccClient:
@@ -84,7 +73,7 @@ class AccHook(ApiHook):
         """
         c = self.connection
         try:
-            store = FileTokenStore(c.token_store, key=f"{c.base_url}|{c.client_id}", fernet_key=_fernet_key())
+            store = FileTokenStore(c.token_store, key=f"{c.base_url}|{c.client_id}", fernet_key=fernet_key())
             return AccClient(
                 c.base_url,
                 c.client_id,

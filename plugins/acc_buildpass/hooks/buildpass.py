@@ -7,11 +7,11 @@ from functools import cached_property
 
 from airflow.sdk.log import mask_secret
 
-from acc_buildpass.clients import endpoints, retry
-from acc_buildpass.clients.buildpass import BuildPassClient
+from acc_buildpass.clients import endpoints, retry, tokens
+from acc_buildpass.clients.buildpass import BuildPassClient, token_store_key
 from acc_buildpass.clients.http import api_base_url
 from acc_buildpass.hooks import forms
-from acc_buildpass.hooks.connections import ApiHook
+from acc_buildpass.hooks.connections import ApiHook, fernet_key, token_store_directory
 
 
 @dataclass(frozen=True)
@@ -22,13 +22,16 @@ class BuildPassConnection:
     client_id: str
     client_secret: str
     region_id: str | None
+    token_store: str
 
 
 class BuildPassHook(ApiHook):
     """BuildPass API with OAuth client credentials.
 
     Connection: ``host`` (default ``https://api.buildpass.global``), ``login`` client id,
-    ``password`` client secret, optional ``extra.region_id`` (au1 or us1).
+    ``password`` client secret, optional ``extra.region_id`` (au1 or us1), optional
+    ``extra.token_store`` (directory where the access token is shared by the task processes;
+    default ``$AIRFLOW_HOME/acc_buildpass``, as ACC's).
     """
 
     conn_name_attr = "buildpass_conn_id"
@@ -46,25 +49,36 @@ class BuildPassHook(ApiHook):
     def connection(self) -> BuildPassConnection:
         """:raises ConfigError: the connection is not defined"""
         conn = self._connection()
+        extra = conn.extra_dejson
         return BuildPassConnection(
             base_url=api_base_url(conn.host, endpoints.BUILDPASS_BASE_URL),
             client_id=conn.login or "",
             client_secret=conn.password or "",
-            region_id=conn.extra_dejson.get("region_id") or None,
+            region_id=extra.get("region_id") or None,
+            token_store=token_store_directory(extra),
         )
 
     def get_conn(self) -> BuildPassClient:
-        """The client, its tokens registered with the secrets masker as they arrive.
+        """The client, its tokens registered with the secrets masker as they arrive and shared with
+        the other task processes through the token store.
 
-        :raises ConfigError: the connection is not defined, or its host cannot be used
+        :raises ConfigError: the connection is not defined, or its host (or the token store's
+            key) cannot be used
         """
         c = self.connection
         try:
+            store = tokens.FileTokenStore(
+                c.token_store,
+                key=token_store_key(c.base_url, c.client_id, c.client_secret),
+                fernet_key=fernet_key(),
+                kind=tokens.BUILDPASS,
+            )
             return BuildPassClient(
                 c.base_url,
                 c.client_id,
                 c.client_secret,
                 region_id=c.region_id,
+                token_store=store,
                 policy=self.policy,
                 on_secret=mask_secret,
             )
@@ -72,7 +86,8 @@ class BuildPassHook(ApiHook):
             raise self._unusable(exc) from None
 
     def _sign_in(self) -> tuple[bool, str]:
-        """Sign in with the client credentials (the client's own check); reads nothing, writes nothing."""
+        """Sign in with the client credentials (the client's own check); reads nothing, writes nothing
+        (the token store included)."""
         with self.get_conn() as client:
             client.sign_in()
         return True, "BuildPass accepted the client credentials"

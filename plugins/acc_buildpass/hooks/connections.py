@@ -1,7 +1,9 @@
-"""What the hooks share: a connection that must exist, and the API hooks' common frame."""
+"""What the hooks share: a connection that must exist, the API hooks' common frame, and where
+their token stores live."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from airflow.sdk import BaseHook
@@ -9,6 +11,22 @@ from airflow.sdk.log import mask_secret
 
 from acc_buildpass.clients.retry import RetryPolicy
 from acc_buildpass.errors import AccBuildPassError, ConfigError
+
+
+def fernet_key() -> str | None:
+    """Airflow's ``[core] fernet_key``, which encrypts the token stores (None: they stay plain, owner-only)."""
+    try:
+        from airflow.configuration import conf
+
+        return conf.get("core", "fernet_key", fallback="") or None
+    except Exception:  # no Airflow configuration: the store stays plain, owner-only
+        return None
+
+
+def token_store_directory(extra: dict[str, Any]) -> str:
+    """Where a connection's tokens are kept: ``extra.token_store``, else ``$AIRFLOW_HOME/acc_buildpass``."""
+    home = os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow"))
+    return str(extra.get("token_store") or os.path.join(home, "acc_buildpass"))
 
 
 def _not_defined(exc: BaseException) -> bool:

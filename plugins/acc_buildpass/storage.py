@@ -107,6 +107,10 @@ class Layout:
     def ledger(self, builder_id: str, buildpass_project_id: str, photo_id: str) -> str:
         return self._per_target("ledger", builder_id, buildpass_project_id, f"{_part(photo_id, 'photo id')}.json")
 
+    def folder_cache(self, builder_id: str, buildpass_project_id: str) -> str:
+        """The BuildPass folder the project's photos go to, remembered between runs."""
+        return self._per_target("folders", builder_id, buildpass_project_id, "folder.json")
+
     def ledger_prefix(self, builder_id: str, buildpass_project_id: str) -> str:
         return self._per_target("ledger", builder_id, buildpass_project_id) + "/"
 
@@ -180,6 +184,10 @@ class Store:
                 return None
             raise
         return json.loads(response["Body"].read())
+
+    def delete(self, key: str) -> None:
+        """Delete one object (none there is no error)."""
+        self.s3.delete_object(Bucket=self.bucket, Key=key)
 
     def put_text(self, key: str, text: str, content_type: str = "text/markdown") -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=text.encode(), ContentType=content_type)

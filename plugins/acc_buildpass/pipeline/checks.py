@@ -15,10 +15,8 @@ from acc_buildpass.clients.buildpass import BuildPassClient
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.errors import ApiError, AuthError, ConfigError, RefreshTokenRejected, StorageError, one_line
 from acc_buildpass.models import CheckStatus, ProjectMapping
-from acc_buildpass.pipeline.extract import (
-    acc_mapping_problem,
-    buildpass_mapping_problem,
-)
+from acc_buildpass.pipeline.extract import acc_mapping_problem
+from acc_buildpass.pipeline.folders import buildpass_mapping_problem
 from acc_buildpass.storage import Store
 
 OK, PROBLEM, SKIP = CheckStatus.OK, CheckStatus.PROBLEM, CheckStatus.SKIP  # the names runtime.py uses

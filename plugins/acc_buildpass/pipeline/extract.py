@@ -8,24 +8,14 @@ from dataclasses import replace
 from typing import Any
 
 from acc_buildpass.clients.acc import AccClient
-from acc_buildpass.clients.buildpass import BuildPassClient, Folder
+from acc_buildpass.clients.buildpass import BuildPassClient
 from acc_buildpass.config import PipelineConfig, ProjectMapping
-from acc_buildpass.errors import AuthError, ConfigError, InvalidPhoto, NotFound, ServerError, TransportError
+from acc_buildpass.errors import ConfigError, InvalidPhoto, NotFound
 from acc_buildpass.models import MEDIA_TYPES, AccPhoto, Batch, PhotoStatus, Window
+from acc_buildpass.pipeline import folders
 from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)
-
-
-def check_mappings(acc: AccClient, buildpass: BuildPassClient, config: PipelineConfig) -> None:
-    """Fail before anything moves when a mapped project does not exist on either side.
-
-    :raises ConfigError: naming the mapping key to fix
-    """
-    for i, mapping in enumerate(config.projects):
-        problem = acc_mapping_problem(acc, i, mapping) or buildpass_mapping_problem(buildpass, i, mapping)
-        if problem:
-            raise ConfigError(problem)
 
 
 def acc_mapping_problem(acc: AccClient, index: int, mapping: ProjectMapping) -> str | None:
@@ -36,79 +26,15 @@ def acc_mapping_problem(acc: AccClient, index: int, mapping: ProjectMapping) -> 
     try:
         acc.check_project(mapping.acc_project_id)
     except NotFound:
-        return (
-            f"projects[{index}].acc_project_id {mapping.acc_project_id!r}: no such ACC project "
-            "visible to the signed-in user"
-        )
+        return acc_mapping_problem_text(index, mapping)
     return None
 
 
-def buildpass_mapping_problem(buildpass: BuildPassClient, index: int, mapping: ProjectMapping) -> str | None:
-    """What to fix when mapping ``index``'s BuildPass builder, project or folder is wrong, else None.
-
-    :raises ApiError: any other failure
-    """
-    try:
-        buildpass.list_folders(mapping.builder_id, mapping.buildpass_project_id)
-    except NotFound:
-        return (
-            f"projects[{index}].buildpass_project_id {mapping.buildpass_project_id!r}: no such project "
-            f"in BuildPass builder {mapping.builder_id!r}"
-        )
-    except AuthError as exc:
-        if exc.status != 403:
-            raise
-        return (
-            f"projects[{index}].builder_id {mapping.builder_id!r}: BuildPass refused access (403): use a builder "
-            "connected to this client, with the read:photos and write:photos scopes"
-        )
-    if mapping.buildpass_folder_id:
-        try:
-            buildpass.get_folder(mapping.builder_id, mapping.buildpass_folder_id)
-        except NotFound:
-            return (
-                f"projects[{index}].buildpass_folder_id {mapping.buildpass_folder_id!r}: no such folder "
-                f"in builder {mapping.builder_id!r}"
-            )
-    return None
-
-
-FOLDER_ATTEMPTS = 3  # creates of a folder whose answers were lost, each after looking for it
-
-
-def resolve_folder(buildpass: BuildPassClient, mapping: ProjectMapping, name: str) -> str:
-    """The folder photos go to: the mapped one, else the one named ``name`` (made once).
-
-    Two runs may create the folder at the same moment; both then settle on the oldest one
-    and the loser removes its own, still empty. When the answer to a create is lost, the
-    folder is looked for by name before it is created again.
-    """
-    if mapping.buildpass_folder_id:
-        return mapping.buildpass_folder_id
-    existing = _folders_named(buildpass, mapping, name)
-    if existing:
-        return min(existing, key=lambda f: (f.created_at, f.id)).id
-    for attempt in range(1, FOLDER_ATTEMPTS + 1):
-        try:
-            mine = buildpass.create_folder(mapping.builder_id, mapping.buildpass_project_id, name)
-            break
-        except (TransportError, ServerError) as exc:
-            if attempt == FOLDER_ATTEMPTS:
-                raise
-            log.warning("Creating BuildPass folder %r: outcome unknown (%s); looking for it", name, exc)
-            existing = _folders_named(buildpass, mapping, name)
-            if existing:
-                return min(existing, key=lambda f: (f.created_at, f.id)).id
-    existing = _folders_named(buildpass, mapping, name)
-    oldest = min(existing or [mine], key=lambda f: (f.created_at, f.id))
-    if oldest.id != mine.id:
-        buildpass.delete_folder(mapping.builder_id, mine.id)
-    log.info("Created BuildPass folder %r (%s) in %s", name, oldest.id, mapping.buildpass_project_id)
-    return oldest.id
-
-
-def _folders_named(buildpass: BuildPassClient, mapping: ProjectMapping, name: str) -> list[Folder]:
-    return [f for f in buildpass.list_folders(mapping.builder_id, mapping.buildpass_project_id) if f.name == name]
+def acc_mapping_problem_text(index: int, mapping: ProjectMapping) -> str:
+    return (
+        f"projects[{index}].acc_project_id {mapping.acc_project_id!r}: no such ACC project "
+        "visible to the signed-in user"
+    )
 
 
 Verdict = tuple[PhotoStatus, str]  # (skipped or failed, why) for a photo that will not be copied
@@ -174,7 +100,7 @@ def extract_project(
             parts.append((key, len(buffer)))
             buffer.clear()
 
-    listing = acc.iter_photos(mapping.acc_project_id, window.start, window.end)
+    listing = _listing(acc, config.projects.index(mapping), mapping, window)
     for photo, photo_id, verdict in triage(listing, config.media_types):
         found += 1
         if verdict or photo is None:
@@ -208,6 +134,17 @@ def extract_project(
     return parts, summary
 
 
+def _listing(acc: AccClient, index: int, mapping: ProjectMapping, window: Window) -> Iterator[AccPhoto | InvalidPhoto]:
+    """The project's photos in the window; the listing itself proves the mapping's ACC side.
+
+    :raises ConfigError: ACC does not know the project (404), naming the key to fix
+    """
+    try:
+        yield from acc.iter_photos(mapping.acc_project_id, window.start, window.end)
+    except NotFound:
+        raise ConfigError(acc_mapping_problem_text(index, mapping)) from None
+
+
 def plan_batches(parts: dict[ProjectMapping, list[tuple[str, int]]], window: Window, max_batches: int) -> list[Batch]:
     """Group manifest parts into at most about ``max_batches`` batches, never across projects."""
     total = sum(len(p) for p in parts.values())
@@ -233,14 +170,18 @@ def plan_batches(parts: dict[ProjectMapping, list[tuple[str, int]]], window: Win
 def extract(
     acc: AccClient, buildpass: BuildPassClient, store: Store, config: PipelineConfig, window: Window
 ) -> list[Batch]:
-    """Check the mappings, resolve folders, extract every project, and plan the batches."""
+    """List every project, find the BuildPass folder of those with photos to copy, plan the batches.
+
+    Nothing has moved yet when a mapping turns out wrong (:class:`ConfigError`, naming the key).
+    BuildPass is asked only for projects with photos, and only the first time (:mod:`folders`).
+    """
     store.check_bucket()
-    check_mappings(acc, buildpass, config)
     parts: dict[ProjectMapping, list[tuple[str, int]]] = {}
-    for mapping in config.projects:
-        folder = resolve_folder(buildpass, mapping, config.folder_name)
+    for index, mapping in enumerate(config.projects):
         project_parts, _ = extract_project(acc, store, config, mapping, window)
-        parts[replace(mapping, buildpass_folder_id=folder)] = project_parts
+        if project_parts:
+            mapping = replace(mapping, buildpass_folder_id=folders.target(buildpass, store, config, index, mapping))
+        parts[mapping] = project_parts
     batches = plan_batches(parts, window, config.max_batches)
     log.info("Window %s: %d batches planned", window.id, len(batches))
     return batches

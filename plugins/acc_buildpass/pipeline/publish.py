@@ -12,15 +12,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from acc_buildpass.clients.buildpass import Attachment, BuildPassClient, BuildPassPhoto, PhotoListing, UpsertResult
 from acc_buildpass.clients.multipart import FilePart
 from acc_buildpass.config import PipelineConfig
-from acc_buildpass.errors import ApiError, BadRequest, ServerError, TransportError
+from acc_buildpass.errors import ApiError, BadRequest, NotFound, ServerError, TransportError
 from acc_buildpass.mapping import Target, create_photo, upload_name, upsert_photo
-from acc_buildpass.models import AccPhoto, Batch, LedgerState, Outcome, PhotoStatus
+from acc_buildpass.models import AccPhoto, Batch, LedgerState, Outcome, PhotoStatus, ProjectMapping
+from acc_buildpass.pipeline import folders
 from acc_buildpass.pipeline.halving import Piece, RequestSize, send_in_halves
 from acc_buildpass.pipeline.verify import listing_incomplete
 from acc_buildpass.storage import Store
@@ -149,8 +151,36 @@ class _Upserts:
     def __init__(self, bp: BuildPassClient, store: Store, config: PipelineConfig, batch: Batch) -> None:
         self.bp, self.store, self.config, self.batch = bp, store, config, batch
         self.size = RequestSize(UPSERT_CHUNK)
+        self.folder_checked = False
 
     def send(self, entries: list[_Entry]) -> UpsertResult:
+        """One ``bulk-upsert``; a 404 (the remembered folder deleted in BuildPass) finds the folder
+        again, once, and sends to it."""
+        try:
+            return self._send(entries)
+        except NotFound:
+            mapping = self._mapping()
+            if self.folder_checked or mapping is None:
+                raise
+            self.folder_checked = True
+            folder_id = folders.found_again(self.bp, self.store, self.config, mapping)
+            if folder_id is None or folder_id == self.batch.folder_id:
+                raise
+            self.batch = replace(self.batch, folder_id=folder_id)
+            return self._send(entries)
+
+    def _mapping(self) -> ProjectMapping | None:
+        b = self.batch
+        for m in self.config.projects:
+            if (m.acc_project_id, m.builder_id, m.buildpass_project_id) == (
+                b.acc_project_id,
+                b.builder_id,
+                b.buildpass_project_id,
+            ):
+                return m
+        return None
+
+    def _send(self, entries: list[_Entry]) -> UpsertResult:
         batch = self.batch
         return self.bp.bulk_upsert(
             batch.builder_id,
@@ -212,7 +242,9 @@ class _Upserts:
                 settled[photo_id] = (_landed(staged, PhotoStatus.CREATED), {"attachment_key": key})
             else:
                 unaccounted.append((staged, entry))
-        return unaccounted
+        return _counted_as_created(
+            unaccounted, created - {entry["imageAttachment"]["key"] for _, entry in piece.items}, settled
+        )
 
     def _look_up(self, unaccounted: list[_Entry], settled: dict[str, _Settled]) -> list[_Entry]:
         """One listing of the project for the photos no reply named; :returns: those not found."""
@@ -248,6 +280,20 @@ class _Upserts:
 
         with ThreadPoolExecutor(max_workers=self.config.download_threads, thread_name_prefix="ledger") as pool:
             list(pool.map(record, [staged for staged, _ in chunk]))
+
+
+def _counted_as_created(unaccounted: list[_Entry], other_ids: set[str], settled: dict[str, _Settled]) -> list[_Entry]:
+    """The reply names created photos by ids of its own (not our attachment keys): when it names
+    exactly as many as it leaves unaccounted, each of those was created (a reply that leaves a
+    photo out names fewer, and they are looked up). :returns: the photos still unaccounted."""
+    if not unaccounted or len(other_ids) != len(unaccounted):
+        return unaccounted
+    for staged, entry in unaccounted:
+        settled[staged.photo.id] = (
+            _landed(staged, PhotoStatus.CREATED),
+            {"attachment_key": entry["imageAttachment"]["key"]},
+        )
+    return []
 
 
 def _landed(staged: _Staged, status: PhotoStatus) -> Outcome:

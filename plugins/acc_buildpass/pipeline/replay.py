@@ -23,7 +23,8 @@ from acc_buildpass.models import (
     format_time,
     valid_id,
 )
-from acc_buildpass.pipeline.extract import acc_mapping_problem, classify, resolve_folder
+from acc_buildpass.pipeline.extract import acc_mapping_problem, classify
+from acc_buildpass.pipeline.folders import resolve_folder
 from acc_buildpass.pipeline.publish import publish_batch
 from acc_buildpass.pipeline.stage import stage_batch
 from acc_buildpass.storage import Store

@@ -17,7 +17,8 @@ import sandbox
 from acc_buildpass.config import PipelineConfig
 from acc_buildpass.errors import InvalidPhoto
 from acc_buildpass.models import MEDIA_TYPES, AccPhoto, ProjectMapping, Window
-from acc_buildpass.pipeline.extract import extract_project, resolve_folder
+from acc_buildpass.pipeline.extract import extract_project
+from acc_buildpass.pipeline.folders import resolve_folder
 from acc_buildpass.storage import Layout, Store
 
 from tests.fakes import MemoryS3, StubAcc

@@ -6,7 +6,9 @@ Construction Cloud project is listed, the photos created in `[window start, wind
 staged in object storage, then created in the mapped BuildPass project, exactly once.
 
 - **extract**: pages through ACC, skips deleted photos and media types not copied, writes the
-  manifest (Parquet) to the staging bucket; XCom carries only keys and counts.
+  manifest (Parquet) to the staging bucket; XCom carries only keys and counts. A window of at
+  most `batch_size` photos (an hourly run, an empty window) is copied right here, in this one
+  task, which then writes the report and skips the rest: the tasks below run for big windows.
 - **batch.stage** (mapped, one per batch): streams the bytes to object storage, verified and hashed.
 - **batch.publish** (mapped, pool `buildpass_api`): uploads the bytes and creates the photos.
 - **report**: reconciles each project (found, skipped and why, created, already present, failed)
@@ -28,7 +30,7 @@ from typing import Any
 
 import pendulum
 from acc_buildpass import settings
-from airflow.sdk import Asset, Param, dag, get_current_context, task, task_group
+from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 SCHEDULE = os.environ.get("ACC_BUILDPASS_SCHEDULE", "0 * * * *")
@@ -36,6 +38,8 @@ START = os.environ.get("ACC_BUILDPASS_START_DATE", "2026-01-01T00:00:00+00:00")
 POOL = settings.pool()
 # Downstream DAGs: schedule=[Asset("acc_buildpass_manifest")]; the event's extra locates the window.
 MANIFEST = Asset("acc_buildpass_manifest")
+# Whichever task finishes the window (extract for a small one, report for a big one) adds the event.
+COPIED = AssetAlias("acc_buildpass_window_copied")
 
 
 @dag(
@@ -73,9 +77,10 @@ MANIFEST = Asset("acc_buildpass_manifest")
 def acc_to_buildpass_photos() -> None:
     from acc_buildpass import dag_tasks as tasks
 
-    @task
+    # Returns the batches of a big window; [] when it copied the window itself (skipping the rest).
+    @task.short_circuit(outlets=[COPIED])
     def extract() -> list[dict[str, Any]]:
-        return tasks.extract(get_current_context())
+        return tasks.extract(get_current_context(), copied=COPIED, manifest=MANIFEST)
 
     @task(map_index_template="{{ batch_label }}")
     def stage(batch: dict[str, Any]) -> dict[str, Any]:
@@ -89,9 +94,9 @@ def acc_to_buildpass_photos() -> None:
     def copy_batch(batch: dict[str, Any]) -> None:
         publish(stage(batch))
 
-    @task(trigger_rule="all_done", retries=0, outlets=[MANIFEST])
+    @task(trigger_rule="all_done", retries=0, outlets=[COPIED])
     def report(batches: list[dict[str, Any]] | None) -> dict[str, Any]:
-        return tasks.report(batches, get_current_context(), manifest=MANIFEST)
+        return tasks.report(batches, get_current_context(), copied=COPIED, manifest=MANIFEST)
 
     batches = extract()
     copy_batch.expand(batch=batches) >> report(batches)

@@ -77,34 +77,58 @@ def run_window(context: Any) -> Window:
 
 
 @final_on_config_error
-def extract(context: Any) -> list[dict[str, Any]]:
+def extract(context: Any, copied: Any = None, manifest: Any = None) -> list[dict[str, Any]]:
+    """List the window and plan its batches; copy a small window (at most ``batch_size`` photos)
+    here, in this one task process.
+
+    :param copied: the task's outlet AssetAlias, given ``manifest`` when the window is copied here
+    :returns: the batches for the mapped tasks, or ``[]`` when this task copied the whole window
+        and wrote its report (the DAG's short-circuit then skips the batches and the report)
+    :raises AirflowFailException: photos of a window copied here failed (the report names them)
+    """
+    from acc_buildpass.pipeline import copy
     from acc_buildpass.pipeline import extract as extract_step
+    from acc_buildpass.pipeline import report as report_step
 
     config = runtime.load_config()
     window = run_window(context)
     log.info("Copying photos created in [%s, %s)", window.start.isoformat(), window.end.isoformat())
+    store = runtime.build_store(config)
     with runtime.clients(config) as (acc, buildpass):
-        batches = extract_step.extract(acc, buildpass, runtime.build_store(config), config, window)
-    return [b.to_xcom() for b in batches]
+        batches = extract_step.extract(acc, buildpass, store, config, window)
+        if sum(b.count for b in batches) > config.batch_size:
+            return [b.to_xcom() for b in batches]
+        copy.copy_batches(acc, buildpass, store, config, batches)
+    result = _reconcile(store, config, window, batches, context)
+    _fail_naming(report_step.failures(result), final=True)
+    _announce(context, copied, manifest, store, window, batches, result)
+    return []
+
+
+def _fail_naming(failed: list[str], *, final: bool = False) -> None:
+    """Fail the task when photos could not be copied, naming them (the first 20) and why; ``final``:
+    without Airflow's retries (each photo had the policy's retries already; ``replay`` retries them)."""
+    if not failed:
+        return
+    shown = "; ".join(failed[:20]) + (f"; and {len(failed) - 20} more" if len(failed) > 20 else "")
+    message = f"{len(failed)} photo(s) could not be copied: {shown}"
+    if final:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(message)
+    raise CopyFailed(message)
 
 
 def _run_batch(raw_batch: dict[str, Any], context: Any, step: str) -> tuple[Batch, list[Any]]:
-    """Stage or publish one batch (``step``), its per-photo outcomes written beside the window's
-    other batches for the report: (the batch, the outcomes)."""
-    from acc_buildpass.pipeline import publish as publish_step
-    from acc_buildpass.pipeline import stage as stage_step
+    """Stage or publish one batch of a big window in its mapped task: (the batch, the outcomes)."""
+    from acc_buildpass.pipeline import copy
 
     batch = Batch.from_xcom(raw_batch)
     context["batch_label"] = batch.label
     config = runtime.load_config()
     store = runtime.build_store(config)
     with runtime.clients(config, acc=step == "stage", buildpass=step == "publish") as (acc, buildpass):
-        if step == "stage":
-            outcomes = stage_step.stage_batch(acc, store, config, batch)
-        else:
-            outcomes = publish_step.publish_batch(buildpass, store, config, batch)
-    store.put_json(store.layout.batch_outcome(batch.window, batch.index, step), outcomes)
-    return batch, outcomes
+        return batch, copy.run_step(acc, buildpass, store, config, batch, step)
 
 
 @final_on_config_error
@@ -119,38 +143,60 @@ def publish(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"index": batch.index, "count": len(outcomes)}
 
 
-@final_on_config_error
-def report(raw_batches: list[dict[str, Any]] | None, context: Any, manifest: Any = None) -> dict[str, Any]:
-    """Reconcile; when every photo was copied, ``manifest`` (an outlet Asset) gets an event whose
-    extra says where the window's manifest parts and report are (keys only, never a secret)."""
+def _reconcile(store: Any, config: Any, window: Window, batches: list[Batch], context: Any) -> dict[str, Any]:
+    """Build the window's report (``report.json``, the run's Copy report tab) and log it."""
     from acc_buildpass.pipeline import report as report_step
 
-    if raw_batches is None:
-        raise CopyFailed("extraction did not finish, nothing was copied: see the extract task's log")
-    config = runtime.load_config()
-    batches = [Batch.from_xcom(b) for b in raw_batches]
-    window = run_window(context)
-    store = runtime.build_store(config)
-    result = report_step.build(store, config, window, batches, run_id=context.get("run_id"))
+    result: dict[str, Any] = report_step.build(store, config, window, batches, run_id=context.get("run_id"))
     log.info(
         "Reconciliation report (s3://%s/%s):\n%s",
         store.bucket,
         store.layout.report(window, "md"),
         report_step.render(result),
     )
-    if manifest is not None:
-        context["outlet_events"][manifest].extra = {
-            "bucket": store.bucket,
-            "window": result["window"],
-            "manifests": [key for batch in batches for key in batch.parts],
-            "report": store.layout.report(window, "json"),
-            "totals": result["totals"],
-        }
-    failed = report_step.failures(result)
-    if failed:
-        shown = "; ".join(failed[:20]) + (f"; and {len(failed) - 20} more" if len(failed) > 20 else "")
-        raise CopyFailed(f"{len(failed)} photo(s) could not be copied: {shown}")
-    return result["totals"]
+    return result
+
+
+def _announce(
+    context: Any, copied: Any, manifest: Any, store: Any, window: Window, batches: list[Batch], result: dict[str, Any]
+) -> None:
+    """Every photo of the window is in BuildPass: an event of the Asset ``manifest``, through the
+    task's outlet alias ``copied``, whose extra says where the window's manifest parts and report
+    are (keys only, never a secret)."""
+    if copied is None or manifest is None:
+        return
+    extra = {
+        "bucket": store.bucket,
+        "window": result["window"],
+        "manifests": [key for batch in batches for key in batch.parts],
+        "report": store.layout.report(window, "json"),
+        "totals": result["totals"],
+    }
+    context["outlet_events"][copied].add(manifest, extra=extra)
+
+
+@final_on_config_error
+def report(
+    raw_batches: list[dict[str, Any]] | None, context: Any, copied: Any = None, manifest: Any = None
+) -> dict[str, Any]:
+    """Reconcile a big window after its batch tasks; when every photo was copied, announce it
+    (:func:`_announce`); else fail, naming the photos."""
+    from acc_buildpass.pipeline import report as report_step
+
+    config = runtime.load_config()
+    window = run_window(context)
+    store = runtime.build_store(config)
+    if raw_batches is None:
+        # extract failed; when it was copying a small window it wrote this run's report first
+        written = store.get_json(store.layout.report(window, "json"))
+        if isinstance(written, dict) and written.get("run_id") == context.get("run_id"):
+            _fail_naming(report_step.failures(written))
+        raise CopyFailed("extraction did not finish, nothing was copied: see the extract task's log")
+    batches = [Batch.from_xcom(b) for b in raw_batches]
+    result = _reconcile(store, config, window, batches, context)
+    _fail_naming(report_step.failures(result))
+    _announce(context, copied, manifest, store, window, batches, result)
+    return result["totals"]  # type: ignore[no-any-return]
 
 
 # -- the DAG acc_buildpass_operations: what `acc-buildpass check | plan | replay | verify` does, from a form --

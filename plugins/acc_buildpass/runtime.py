@@ -335,6 +335,41 @@ def replay(
     return result, f"s3://{store.bucket}/{store.layout.replay_report(window, 'json')}"
 
 
+def backfill(
+    window: Window, acc_project_ids: Collection[str] | None = None, progress: Progress | None = None
+) -> tuple[dict[str, Any], str]:
+    """Copy every photo of ``window`` (any length) in this process, as the DAG copies a window:
+    extract, then each batch staged and published in turn, then the report (of the projects
+    named, else all): (the report, where it was written). The ledger is the DAG's: a photo copied
+    here is not created again by a later run over the same hours, nor the other way round.
+
+    :param progress: told after each batch (its total is set to the photos to copy)
+    :raises ConfigError: what to fix in the Variable, a connection or a mapping (nothing moved)
+    """
+    from datetime import UTC, datetime
+
+    from acc_buildpass.pipeline import copy, extract, report
+
+    config = select_projects(load_config(), acc_project_ids)
+
+    def on_batch(done: int, total: int, label: str) -> None:
+        if progress is not None:
+            progress.total, progress.unit = total, "photos"
+            progress.update(done, label)
+
+    with clients(config) as (acc, buildpass):
+        store = build_store(config)
+        batches = extract.extract(acc, buildpass, store, config, window)
+        copy.copy_batches(acc, buildpass, store, config, batches, on_batch)
+    result = report.build(
+        store, config, window, batches, run_id=f"acc-buildpass backfill {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    )
+    if progress is not None:
+        totals = result["totals"]
+        progress.finish(f"{totals['created']} created, {totals['present']} already there, {totals['failed']} failed")
+    return result, f"s3://{store.bucket}/{store.layout.report(window, 'json')}"
+
+
 def verify(
     window: Window, acc_project_ids: Collection[str] | None = None, progress: Progress | None = None
 ) -> tuple[dict[str, Any], str]:

@@ -254,3 +254,68 @@ def test_wrong_project_mapping_fails_fast_naming_the_key(stack: Any, run_dag: An
     assert rc != 0
     assert "projects[0].buildpass_project_id 'proj_nope'" in output
     assert after.get("oss", 0) == before.get("oss", 0)
+
+
+def task_states(stack: Any) -> dict[str, str]:
+    """Each task of the last DAG run in the stack's metadata DB: its state."""
+    import sqlite3
+    from pathlib import Path
+
+    db = sqlite3.connect(Path(stack.env()["AIRFLOW_HOME"]) / "airflow.db")
+    try:
+        (run_id,) = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = 'acc_to_buildpass_photos' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        rows = db.execute(
+            "SELECT task_id, state FROM task_instance WHERE dag_id = 'acc_to_buildpass_photos' AND run_id = ?",
+            (run_id,),
+        ).fetchall()
+    finally:
+        db.close()
+    return dict(rows)
+
+
+def requests_during(stack: Any, run: Any) -> tuple[Counter[str], Counter[str]]:
+    """(ACC, BuildPass) requests by route while ``run()`` ran."""
+    before = [Counter(stack.admin(api, "GET", "/_admin/stats")["requests"]) for api in ("acc", "buildpass")]
+    run()
+    after = [Counter(stack.admin(api, "GET", "/_admin/stats")["requests"]) for api in ("acc", "buildpass")]
+    return after[0] - before[0], after[1] - before[1]
+
+
+def test_hourly_windows_are_one_task_each_and_an_empty_one_asks_buildpass_nothing(stack: Any, run_dag: Any) -> None:
+    project = new_project()
+    hour = DAY + timedelta(days=3)
+    stack.seed_acc(project, count=4, start=iso(hour), end=iso(hour + timedelta(hours=1)), seed=21)
+    stack.seed_acc(project, count=3, start=iso(hour + timedelta(hours=1)), end=iso(hour + timedelta(hours=2)), seed=22)
+    config = config_for(stack, project)
+    results: list[Any] = []
+
+    def window(n: int) -> Any:
+        return lambda: results.append(run_dag(hour + timedelta(hours=n), hour + timedelta(hours=n + 1), config))
+
+    requests_during(stack, window(0))  # the first window with photos finds the folder (then remembered)
+    assert results[-1][0] == 0, results[-1][1][-3000:]
+    assert task_states(stack) == {
+        "extract": "success",
+        "batch.stage": "skipped",
+        "batch.publish": "skipped",
+        "report": "skipped",
+    }
+    assert results[-1][2]["totals"]["created"] == 4
+
+    acc, buildpass = requests_during(stack, window(1))
+    assert results[-1][0] == 0, results[-1][1][-3000:]
+    assert results[-1][2]["totals"]["created"] == 3
+    assert_exactly_once(stack, project, set(acc_photos(stack, project)))
+    assert acc["photos:filter"] == 2  # the listing, then fresh signed URLs right before the downloads
+    assert buildpass["bulk-upload"] + buildpass["upload"] == 1 and buildpass["bulk-upsert"] == 1
+    # Nothing else: the token is the one the first run's process stored, the folder is remembered.
+    assert sum(buildpass.values()) == 2, buildpass
+
+    acc, buildpass = requests_during(stack, window(2))  # no photo in this hour
+    assert results[-1][0] == 0, results[-1][1][-3000:]
+    assert results[-1][2]["totals"] == {**results[-1][2]["totals"], "found": 0, "created": 0, "failed": 0}
+    assert task_states(stack)["extract"] == "success" and task_states(stack)["report"] == "skipped"
+    assert sum(buildpass.values()) == 0, buildpass
+    assert acc["photos:filter"] == 1 and acc["oss"] == 0

@@ -1,4 +1,4 @@
-"""``acc-buildpass``: the operator's command line (check, plan, projects, replay, follow-edits, verify).
+"""``acc-buildpass``: the operator's command line (check, plan, projects, backfill, replay, follow-edits, verify).
 
 A thin layer: it reads the same configuration as the DAG through Airflow (the Variable
 ``acc_buildpass_config`` and the connections, from ``AIRFLOW_VAR_*``/``AIRFLOW_CONN_*``, a
@@ -6,9 +6,10 @@ secrets backend or the metadata DB) by way of :mod:`acc_buildpass.runtime`, call
 steps and renders what they return (:mod:`acc_buildpass.cli.render`).
 
 Exit codes: 0 all good; 1 problems found (``check``), photos still failed (``replay``), a photo not
-updated (``follow-edits``), BuildPass not matching ACC (``verify``) or the work failed (an API or
-storage error); 2 a usage or configuration error (bad arguments, a missing or invalid Variable or
-connection, a file that would be overwritten); 130 interrupted (Ctrl-C).
+updated (``follow-edits``), BuildPass not matching ACC (``verify``), photos not copied
+(``backfill``) or the work failed (an API or storage error); 2 a usage or configuration error
+(bad arguments, a missing or invalid Variable or connection, a file that would be overwritten);
+130 interrupted (Ctrl-C).
 
 Everything but :mod:`acc_buildpass.runtime` (light until called) is imported inside the command
 that needs it, so ``--help`` and a usage error answer at once.
@@ -125,6 +126,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from acc_buildpass.pipeline import replay as replay_step
 
     return _run_window_step(args, "replay", runtime.replay, render.render_replay, replay_step.replay_ok, "report")
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Copy every photo created in [--start, --end), a range of any length (months of history), in
+    this process: extracted and planned in batches of batch_size photos as the DAG plans a window,
+    then each batch staged and published in turn, then the report (report.json and report.md under
+    the range's window). The ledger is the DAG's: photos already in BuildPass are neither downloaded
+    nor created again, and a later hourly run over these hours creates nothing. Progress on stderr.
+    Exit 1 when any photo could not be copied (the report names each one and why; replay retries
+    them)."""
+    from acc_buildpass.pipeline import report
+
+    return _run_window_step(
+        args, "backfill", runtime.backfill, report.render, lambda result: not report.failures(result), "report"
+    )
 
 
 def cmd_projects(args: argparse.Namespace) -> int:
@@ -391,6 +407,15 @@ def _add_projects(sub: Subcommands) -> None:
     projects.add_argument("--force", action="store_true", help="let --write-config overwrite an existing file")
 
 
+def _add_backfill(sub: Subcommands) -> None:
+    backfill = _command(
+        sub, "backfill", cmd_backfill, "copy a range of any length (months of history) in this process, exactly once"
+    )
+    _add_window(backfill, "range start, ISO 8601 (inclusive; UTC when no zone)")
+    _add_json(backfill)
+    _add_project(backfill, "only this mapped ACC project (repeatable)")
+
+
 def _add_replay(sub: Subcommands) -> None:
     replay = _command(
         sub, "replay", cmd_replay, "retry exactly the photos a window's report lists as failed; report what still fails"
@@ -438,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="acc-buildpass",
         description="Operate the ACC → BuildPass photo copy: check the setup, plan a window, discover projects, "
-        "replay a window's failed photos, follow ACC edits of copied photos, verify a window against BuildPass. "
+        "copy months of history, replay a window's failed photos, follow ACC edits of copied photos, "
+        "verify a window against BuildPass. "
         "Reads the same configuration as the DAG (Variable acc_buildpass_config, connections acc_default, "
         "buildpass_default, acc_buildpass_staging) through Airflow.",
         epilog="Exit codes: 0 ok; 1 problems found, photos still failed, BuildPass not matching ACC or the work "
@@ -447,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show the package's logs on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_check, _add_plan, _add_projects, _add_replay, _add_follow_edits, _add_verify):
+    for add in (_add_check, _add_plan, _add_projects, _add_backfill, _add_replay, _add_follow_edits, _add_verify):
         add(sub)
     return parser
 

@@ -52,3 +52,19 @@ def test_a_remembered_folder_deleted_in_buildpass_is_found_again_and_the_photos_
     now = store.get_json(store.layout.folder_cache("buil_demo", "proj_demo"))["folder_id"]
     assert now != gone and {p["folderId"] for p in made} == {now}
     assert [f["id"] for f in admin(box.buildpass_url, "/folders?builder_id=buil_demo")["folders"]] == [now]
+
+
+def test_runs_starting_together_on_one_host_resolve_the_folder_once(box: sandbox.Sandbox) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store, config = Store(MemoryS3(), Layout("staging", "t")), pipeline_config()
+
+    def resolve(_: int) -> str:  # each as a task process would: its own client
+        return folders.target(buildpass_client(box), store, config, 0, config.projects[0])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        ids = set(pool.map(resolve, range(4)))
+    counts = route_counts(box.buildpass_url)
+    assert len(ids) == 1
+    # One listing (the mapping's check and the lookup at once), the create, one listing to settle.
+    assert counts["folders"] == 3 and "folder" not in counts, counts

@@ -308,6 +308,17 @@ def plan(
     return store, plans
 
 
+def _photos_done(progress: Progress | None) -> Callable[[int, int, str], None]:
+    """Tell ``progress`` (when given) the photos done of the total after each batch."""
+
+    def on_batch(done: int, total: int, label: str) -> None:
+        if progress is not None:
+            progress.total, progress.unit = total, "photos"
+            progress.update(done, label)
+
+    return on_batch
+
+
 def replay(
     window: Window, acc_project_ids: Collection[str] | None = None, progress: Progress | None = None
 ) -> tuple[dict[str, Any], str]:
@@ -322,14 +333,9 @@ def replay(
     config = load_config()
     only = {m.acc_project_id for m in select_projects(config, acc_project_ids).projects} if acc_project_ids else None
 
-    def on_batch(done: int, total: int, label: str) -> None:
-        if progress is not None:
-            progress.total, progress.unit = total, "photos"
-            progress.update(done, label)
-
     with clients(config) as (acc, buildpass):
         store = build_store(config)
-        result = replay_step.replay(acc, buildpass, store, config, window, on_batch, only=only)
+        result = replay_step.replay(acc, buildpass, store, config, window, _photos_done(progress), only=only)
     if progress is not None:
         progress.finish(", ".join(f"{n} {status.replace('_', ' ')}" for status, n in result["totals"].items()))
     return result, f"s3://{store.bucket}/{store.layout.replay_report(window, 'json')}"
@@ -352,15 +358,10 @@ def backfill(
 
     config = select_projects(load_config(), acc_project_ids)
 
-    def on_batch(done: int, total: int, label: str) -> None:
-        if progress is not None:
-            progress.total, progress.unit = total, "photos"
-            progress.update(done, label)
-
     with clients(config) as (acc, buildpass):
         store = build_store(config)
         batches = extract.extract(acc, buildpass, store, config, window)
-        copy.copy_batches(acc, buildpass, store, config, batches, on_batch)
+        copy.copy_batches(acc, buildpass, store, config, batches, _photos_done(progress))
     result = report.build(
         store, config, window, batches, run_id=f"acc-buildpass backfill {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
     )

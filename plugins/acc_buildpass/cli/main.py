@@ -407,22 +407,34 @@ def _add_projects(sub: Subcommands) -> None:
     projects.add_argument("--force", action="store_true", help="let --write-config overwrite an existing file")
 
 
+def _window_command(sub: Subcommands, name: str, func: Command, summary: str, start: str, project: str) -> None:
+    """A command over one window (--start, --end), with --json and --project."""
+    parser = _command(sub, name, func, summary)
+    _add_window(parser, start)
+    _add_json(parser)
+    _add_project(parser, project)
+
+
 def _add_backfill(sub: Subcommands) -> None:
-    backfill = _command(
-        sub, "backfill", cmd_backfill, "copy a range of any length (months of history) in this process, exactly once"
+    _window_command(
+        sub,
+        "backfill",
+        cmd_backfill,
+        "copy a range of any length (months of history) in this process, exactly once",
+        "range start, ISO 8601 (inclusive; UTC when no zone)",
+        "only this mapped ACC project (repeatable)",
     )
-    _add_window(backfill, "range start, ISO 8601 (inclusive; UTC when no zone)")
-    _add_json(backfill)
-    _add_project(backfill, "only this mapped ACC project (repeatable)")
 
 
 def _add_replay(sub: Subcommands) -> None:
-    replay = _command(
-        sub, "replay", cmd_replay, "retry exactly the photos a window's report lists as failed; report what still fails"
+    _window_command(
+        sub,
+        "replay",
+        cmd_replay,
+        "retry exactly the photos a window's report lists as failed; report what still fails",
+        "window start, ISO 8601, as the DAG run had it (UTC when no zone)",
+        "only the failures of this mapped ACC project (repeatable)",
     )
-    _add_window(replay, "window start, ISO 8601, as the DAG run had it (UTC when no zone)")
-    _add_json(replay)
-    _add_project(replay, "only the failures of this mapped ACC project (repeatable)")
 
 
 def _add_follow_edits(sub: Subcommands) -> None:
@@ -448,15 +460,14 @@ def _add_follow_edits(sub: Subcommands) -> None:
 
 
 def _add_verify(sub: Subcommands) -> None:
-    reconcile = _command(
+    _window_command(
         sub,
         "verify",
         cmd_verify,
         "read BuildPass back: photos of a window absent, doubled, of the wrong size or unlinked",
+        "window start, ISO 8601 (inclusive; UTC when no zone)",
+        "only this mapped ACC project (repeatable)",
     )
-    _add_window(reconcile, "window start, ISO 8601 (inclusive; UTC when no zone)")
-    _add_json(reconcile)
-    _add_project(reconcile, "only this mapped ACC project (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,19 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from acc_buildpass.errors import ConfigError
 
 
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (made owner-only when missing), shared by every process
+    of this host: one holder at a time."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
@@ -109,16 +122,9 @@ class FileTokenStore:
     def path(self) -> Path:
         return self.directory / f"{self.kind.prefix}-{self.name}.json"
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self) -> contextlib.AbstractContextManager[None]:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.directory / f"{self.kind.prefix}-{self.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        return exclusive(self.directory / f"{self.kind.prefix}-{self.name}.lock")
 
     def load(self) -> TokenState | None:
         """:raises ConfigError: the file is encrypted and the configured key cannot decrypt it"""

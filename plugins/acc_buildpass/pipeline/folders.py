@@ -10,15 +10,13 @@ BuildPass since is found again when the upsert answers 404 (:func:`found_again`)
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
-import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from acc_buildpass.clients.buildpass import BuildPassClient, Folder
+from acc_buildpass.clients.tokens import exclusive
 from acc_buildpass.config import PipelineConfig, ProjectMapping
 from acc_buildpass.errors import AuthError, ConfigError, NotFound, ServerError, TransportError
 from acc_buildpass.storage import Store
@@ -61,17 +59,10 @@ def _remembered(store: Store, key: str, wanted: dict[str, str | None]) -> str | 
     return None
 
 
-@contextlib.contextmanager
-def _host_lock(name: str) -> Iterator[None]:
+def _host_lock(name: str) -> contextlib.AbstractContextManager[None]:
     """An exclusive lock shared by the processes of this host (a file in the temporary directory)."""
-    path = Path(tempfile.gettempdir()) / f"acc-buildpass-folder-{hashlib.sha256(name.encode()).hexdigest()[:20]}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    digest = hashlib.sha256(name.encode()).hexdigest()[:20]
+    return exclusive(Path(tempfile.gettempdir()) / f"acc-buildpass-folder-{digest}.lock")
 
 
 def found_again(

@@ -44,6 +44,7 @@ def test_each_subcommand_runs_its_own_command() -> None:
         "check": (["check"], main.cmd_check),
         "plan": (["plan", *WINDOW], main.cmd_plan),
         "projects": (["projects"], main.cmd_projects),
+        "backfill": (["backfill", *WINDOW], main.cmd_backfill),
         "replay": (["replay", *WINDOW], main.cmd_replay),
         "follow-edits": (["follow-edits"], main.cmd_follow_edits),
         "verify": (["verify", *WINDOW], main.cmd_verify),
@@ -63,7 +64,7 @@ def test_check_and_projects_defaults() -> None:
     assert (written.json, written.write_config, written.force) == (True, "variable.json", True)
 
 
-@pytest.mark.parametrize("command", ["plan", "replay", "verify"])
+@pytest.mark.parametrize("command", ["plan", "backfill", "replay", "verify"])
 def test_a_window_command_takes_the_window_and_repeatable_projects(command: str) -> None:
     args = parse(command, *WINDOW)
     assert (args.start, args.end, args.json, args.project) == (WINDOW[1], WINDOW[3], False, None)
@@ -135,7 +136,9 @@ def test_a_time_that_is_no_iso_8601_or_a_reversed_window_exits_2_naming_the_opti
     assert err.startswith(named) and "ISO 8601" in err
 
 
-@pytest.mark.parametrize("command", [[], ["check"], ["plan"], ["projects"], ["replay"], ["follow-edits"], ["verify"]])
+@pytest.mark.parametrize(
+    "command", [[], ["check"], ["plan"], ["projects"], ["backfill"], ["replay"], ["follow-edits"], ["verify"]]
+)
 def test_help_exits_0_and_describes_the_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         main.main([*command, "--help"])
@@ -144,10 +147,10 @@ def test_help_exits_0_and_describes_the_command(command: list[str], capsys: pyte
     assert shown.startswith(" ".join(["usage: acc-buildpass", *command]))
     if not command:
         assert "Exit codes: 0 ok; 1 problems found" in shown
-        for name in ("check", "plan", "projects", "replay", "follow-edits", "verify"):
+        for name in ("check", "plan", "projects", "backfill", "replay", "follow-edits", "verify"):
             assert re.search(rf"^    {name}\b", shown, re.MULTILINE)  # each listed with its one-line help
         return
-    func = parse(*command, *(WINDOW if command[0] in ("plan", "replay", "verify") else [])).func
+    func = parse(*command, *(WINDOW if command[0] in ("plan", "backfill", "replay", "verify") else [])).func
     assert func.__doc__ is not None
     assert " ".join(func.__doc__.split()) in " ".join(shown.split())  # the command's docstring is its description
 

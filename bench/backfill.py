@@ -1,6 +1,6 @@
 """The hourly regime: a two-day backfill under a real scheduler, next to one window and Airflow's floor.
 
-Three measurements, each in an Airflow home of its own (a fresh SQLite metadata DB, LocalExecutor of
+Four measurements, each in an Airflow home of its own (a fresh SQLite metadata DB, LocalExecutor of
 4 task processes, the ``buildpass_api`` pool of 4), on freshly reset emulators with their realistic
 answers, latencies and BuildPass's rate limit as ``bench.py`` sets them:
 
@@ -10,6 +10,8 @@ answers, latencies and BuildPass's rate limit as ``bench.py`` sets them:
   projects whose ~117 eligible photos are spread at random (seeded) over the 48 hours.
 - **one window**: the same photos (emulators reset, seeded identically) copied as one window over the
   two days by ``airflow dags test --use-executor``, as ``bench.py`` runs its workloads.
+- **acc-buildpass backfill**: the same photos through the command, over the two days, in one process
+  (no scheduler, no task process).
 
 A backfill: ``db migrate``, ``pools set``, ``dags reserialize``, ``dags unpause`` (the runs of a paused
 DAG stay queued), an api-server (the Task SDK's execution API; awaited), then ``airflow backfill
@@ -374,19 +376,41 @@ def one_window(stack: Stack, root: Path, code: Path | None) -> Row:
     return with_figures(stack, row)
 
 
+def backfill_command(stack: Stack, root: Path, code: Path | None) -> Row | None:
+    """The same photos through ``acc-buildpass backfill`` over the two days: one process, no scheduler.
+
+    Not run with ``code`` (an older checkout may not have the command)."""
+    if code is not None:
+        return None
+    config = prepare(stack, "bench-backfill-command")
+    airflow = Airflow.create(stack, root / "command", config, None)
+    print("[backfill] acc-buildpass backfill over the two days ...", flush=True)
+    load = os.getloadavg()[0]
+    command = [Stack.bin("acc-buildpass"), "backfill", "--start", START.isoformat(), "--end", END.isoformat()]
+    began = time.monotonic()
+    with open(airflow.home / "backfill-command.log", "wb") as log:
+        rc = subprocess.run(command, env=airflow.env, stdout=log, stderr=log, check=False)
+    seconds = time.monotonic() - began
+    runs = Counter({"success" if rc.returncode == 0 else "failed": 1})
+    row = Row("acc-buildpass backfill", runs, Counter(), seconds, seconds, (load, os.getloadavg()[0]))
+    return with_figures(stack, row)
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
 def run_all(stack: Stack, code: Path | None = None) -> list[Row]:
-    """The three rows; ``code``: a checkout whose plugins/ and dags/ Airflow runs (default: this one)."""
+    """The rows; ``code``: a checkout whose plugins/ and dags/ Airflow runs (default: this one)."""
     root = stack.root / "backfill"
     rows = []
-    for step in (floor, pipeline_backfill, one_window):
+    for step in (floor, pipeline_backfill, one_window, backfill_command):
         cpu = children_cpu()
-        rows.append(step(stack, root, code))
-        rows[-1].cpu = children_cpu() - cpu
+        row = step(stack, root, code)
+        if row is not None:
+            row.cpu = children_cpu() - cpu
+            rows.append(row)
     return rows
 
 

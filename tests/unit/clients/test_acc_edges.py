@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import requests
 import sandbox
 from acc_buildpass.errors import ApiError
 from acc_buildpass.models import AccPhoto, parse_time
@@ -17,18 +15,6 @@ from tests.unit.pipeline.emulated import acc_client, admin
 
 PROJECT = "5b0e9f7c-7d1e-4c2a-9a49-1f0c2e3d4a5b"
 START, END = datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 1, 0, 1, 30, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def emulators() -> Iterator[sandbox.Sandbox]:
-    with sandbox.start(seed=0) as running:
-        yield running
-
-
-@pytest.fixture
-def box(emulators: sandbox.Sandbox) -> sandbox.Sandbox:
-    assert requests.post(emulators.acc_url + "/_admin/reset", timeout=5).status_code == 200
-    return emulators
 
 
 def test_a_cursor_refused_mid_listing_resumes_from_the_last_created_at(box: sandbox.Sandbox, tmp_path: Path) -> None:

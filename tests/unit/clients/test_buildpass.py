@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,19 +22,6 @@ from sandbox.buildpass import DEFAULT_BUILDER, DEFAULT_CLIENT, DEFAULT_PROJECT
 FAST_RETRY = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.02)
 CLIENT_ID, SECRET = DEFAULT_CLIENT
 PROJECT = DEFAULT_PROJECT[0]
-
-
-@pytest.fixture(scope="session")
-def emulators() -> Iterator[sandbox.Sandbox]:
-    with sandbox.start(seed=0) as running:
-        yield running
-
-
-@pytest.fixture
-def box(emulators: sandbox.Sandbox) -> sandbox.Sandbox:
-    """The emulator as it starts: its demo client, no token issued yet, no request counted."""
-    assert requests.post(emulators.buildpass_url + "/_admin/reset", timeout=5).status_code == 200
-    return emulators
 
 
 def counts(box: sandbox.Sandbox) -> dict[str, int]:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
 
 import pytest
-import requests
 import sandbox
 from acc_buildpass.clients.multipart import FilePart
 from acc_buildpass.errors import BadRequest
@@ -15,18 +13,6 @@ from acc_buildpass.pipeline.halving import RequestSize, send_in_halves
 from sandbox.images import jpeg_bytes
 
 from tests.unit.pipeline.emulated import admin, buildpass_client
-
-
-@pytest.fixture(scope="module")
-def emulators() -> Iterator[sandbox.Sandbox]:
-    with sandbox.start(seed=0) as running:
-        yield running
-
-
-@pytest.fixture
-def box(emulators: sandbox.Sandbox) -> sandbox.Sandbox:
-    assert requests.post(emulators.buildpass_url + "/_admin/reset", timeout=5).status_code == 200
-    return emulators
 
 
 def files(count: int) -> list[FilePart]:

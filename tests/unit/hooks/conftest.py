@@ -1,22 +1,15 @@
 """The hooks' tests: connections from ``AIRFLOW_CONN_*`` (as a deployment sets them), and real
-emulators for ``test_connection``, one per test module, stopped when the module ends."""
+emulators for ``test_connection`` (``box``, from tests/unit/conftest.py: one for the session)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import sandbox
 
 DefineConnection = Callable[..., None]
-
-
-@pytest.fixture(scope="module")
-def box() -> Iterator[sandbox.Sandbox]:
-    with sandbox.start(seed=0) as running:
-        yield running
 
 
 @pytest.fixture

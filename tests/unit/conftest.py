@@ -1,5 +1,6 @@
-"""The emulators for the step tests that need the APIs' real behaviour (signed URLs, bad files,
-idempotent upserts): started once for the session, both reset before each test that uses them."""
+"""The emulators for the unit tests that need the APIs' real behaviour (signed URLs, bad files,
+idempotent upserts, sign-in): one process for the whole session, both APIs reset before each test
+that uses them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def emulators() -> Iterator[sandbox.Sandbox]:
 
 @pytest.fixture
 def box(emulators: sandbox.Sandbox) -> sandbox.Sandbox:
+    """Both emulators as they start: demo clients, default answers, no fault, no request counted."""
     for url in (emulators.acc_url, emulators.buildpass_url):
         assert requests.post(url + "/_admin/reset", timeout=5).status_code == 200
     return emulators

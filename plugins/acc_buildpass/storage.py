@@ -23,7 +23,7 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from boto3.s3.transfer import TransferConfig
@@ -227,39 +227,34 @@ class Store:
         return ids
 
     def write_manifest(self, key: str, photos: list[AccPhoto]) -> None:
-        import pandas as pd  # heavy: only where a manifest is written
+        """One manifest part in Parquet, built by pyarrow's JSON reader: a task never imports
+        pandas (its import alone costs more CPU than copying an hourly window's photos)."""
+        import pyarrow.json as pa_json
+        import pyarrow.parquet as pq
 
-        frame = pd.DataFrame(
-            [
-                {
-                    "id": p.id,
-                    "project_id": p.project_id,
-                    "title": p.title,
-                    "description": p.description,
-                    "size": p.size,
-                    "media_type": p.media_type,
-                    "created_at": p.created_at,
-                    "taken_at": p.taken_at,
-                }
-                for p in photos
-            ],
-            columns=MANIFEST_COLUMNS,
-        )
-        frame["size"] = frame["size"].astype("Int64")
-        for column in ("created_at", "taken_at"):
-            frame[column] = pd.to_datetime(frame[column], utc=True)
+        lines = "".join(json.dumps(_manifest_row(p)) + "\n" for p in photos).encode()
+        schema = _manifest_schema()
+        if lines:
+            read = pa_json.ReadOptions(use_threads=False, block_size=max(len(lines), 1 << 20))
+            parse = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+            table = pa_json.read_json(io.BytesIO(lines), read_options=read, parse_options=parse)
+        else:
+            table = schema.empty_table()
         buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
+        pq.write_table(table, buffer)
         self.s3.put_object(
             Bucket=self.bucket, Key=key, Body=buffer.getvalue(), ContentType="application/vnd.apache.parquet"
         )
 
     def read_manifest(self, key: str) -> list[AccPhoto]:
-        """One manifest part, read with pyarrow alone: stage and publish tasks never import pandas."""
+        """One manifest part, ours or one written by pandas before (times in ns), read with
+        pyarrow alone: times go through integers, as pyarrow hands zoned times over by pandas."""
         import pyarrow.parquet as pq
 
         body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        rows = pq.read_table(io.BytesIO(body), columns=MANIFEST_COLUMNS).to_pylist()
+        table = pq.ParquetFile(io.BytesIO(body)).read(columns=MANIFEST_COLUMNS)  # read_table imports pandas
+        created, taken = (_moments(table.column(name)) for name in ("created_at", "taken_at"))
+        rows = table.select(["id", "project_id", "title", "description", "size", "media_type"]).to_pylist()
         return [
             AccPhoto(
                 id=row["id"],
@@ -268,12 +263,44 @@ class Store:
                 description=row["description"] or "",
                 size=row["size"],
                 media_type=row["media_type"],
-                created_at=_utc(row["created_at"]),
-                taken_at=_utc(row["taken_at"]) if row["taken_at"] is not None else None,
+                created_at=_required(created[i], key, row["id"]),
+                taken_at=taken[i],
                 deleted_at=None,
             )
-            for row in rows
+            for i, row in enumerate(rows)
         ]
+
+
+def _manifest_schema() -> Any:
+    import pyarrow as pa
+
+    text, moment = pa.string(), pa.timestamp("us", tz="UTC")
+    types = {"size": pa.int64(), "created_at": moment, "taken_at": moment}
+    return pa.schema([(name, types.get(name, text)) for name in MANIFEST_COLUMNS])
+
+
+def _manifest_row(photo: AccPhoto) -> dict[str, Any]:
+    row = {name: getattr(photo, name) for name in MANIFEST_COLUMNS}
+    for name in ("created_at", "taken_at"):
+        row[name] = _utc(row[name]).isoformat() if row[name] is not None else None
+    return row
+
+
+def _moments(column: Any) -> list[datetime | None]:
+    """A Parquet time column (any unit, UTC) as aware datetimes, without pyarrow's pandas path."""
+    import pyarrow as pa
+
+    micros = column.cast(pa.timestamp("us", tz="UTC"), safe=False).cast(pa.int64()).to_pylist()
+    return [_EPOCH + timedelta(microseconds=m) if m is not None else None for m in micros]
+
+
+def _required(moment: datetime | None, key: str, photo_id: str) -> datetime:
+    if moment is None:
+        raise StorageError(f"manifest {key}: photo {photo_id} has no created_at", operation="GetObject")
+    return moment
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _utc(moment: datetime) -> datetime:

@@ -24,7 +24,7 @@ DAG_FILES = {
 }
 OWNER = "acc-buildpass"
 # What a DAG file must not pull in when the DAG processor parses it: the steps' libraries are for
-# the tasks (pandas for manifests, boto3 for S3, requests for the APIs).
+# the tasks (pyarrow for manifests, boto3 for S3, requests for the APIs).
 HEAVY = ("pandas", "pyarrow", "boto3", "botocore", "s3transfer", "requests")
 PARSE = """
 import runpy, sys

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from acc_buildpass.errors import ConfigError, StorageError
 from acc_buildpass.models import AccPhoto, LedgerState, PhotoStatus, Window
-from acc_buildpass.storage import Layout, Store
+from acc_buildpass.storage import MANIFEST_COLUMNS, Layout, Store
 
 from tests.fakes import MemoryS3
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 WINDOW = Window(START, START + timedelta(days=1))
 MiB = 1024 * 1024
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def store(s3: MemoryS3 | None = None) -> Store:
@@ -132,3 +136,44 @@ def test_the_probe_writes_and_deletes_and_says_what_failed() -> None:
         s.probe(s.layout.probe("t4"))
     assert (down.value.operation, down.value.code, down.value.unreachable) == ("HeadBucket", "", True)
     assert str(down.value) == 'Could not connect to the endpoint URL: "http://127.0.0.1:1/s3"'
+
+
+def test_a_manifest_written_by_pandas_before_still_reads_and_ours_reads_with_pandas() -> None:
+    import pandas as pd
+
+    s = store()
+    photo = AccPhoto("p1", "proj-1", "Slab", "", 7, "NORMAL", START + timedelta(microseconds=5), None, None)
+    frame = pd.DataFrame([{**{c: getattr(photo, c) for c in MANIFEST_COLUMNS}}], columns=MANIFEST_COLUMNS)
+    frame["size"] = frame["size"].astype("Int64")
+    for column in ("created_at", "taken_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)  # nanoseconds, as pandas wrote them
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    s.s3.put_object(Bucket="staging", Key="old.parquet", Body=buffer.getvalue())
+    assert s.read_manifest("old.parquet") == [photo]
+
+    s.write_manifest("new.parquet", [photo])
+    read = pd.read_parquet(io.BytesIO(s.s3.objects["staging/new.parquet"].body))
+    assert list(read.columns) == MANIFEST_COLUMNS and read["created_at"][0] == pd.Timestamp(photo.created_at)
+
+
+def test_an_empty_manifest_is_written_and_reads_as_no_photo() -> None:
+    s = store()
+    s.write_manifest("empty.parquet", [])
+    assert s.read_manifest("empty.parquet") == []
+
+
+def test_writing_and_reading_a_manifest_never_imports_pandas() -> None:
+    code = (
+        "import sys\n"
+        "from datetime import datetime, UTC\n"
+        "from tests.unit.test_storage import store\n"
+        "from acc_buildpass.models import AccPhoto\n"
+        "s = store()\n"
+        "p = AccPhoto('p1', 'proj-1', 't', 'd', 1, 'NORMAL', datetime.now(UTC), datetime.now(UTC), None)\n"
+        "s.write_manifest('m.parquet', [p])\n"
+        "assert s.read_manifest('m.parquet') == [p]\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "False"

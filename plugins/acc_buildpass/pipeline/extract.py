@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +17,8 @@ from acc_buildpass.pipeline import folders
 from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)
+
+LISTING_THREADS = 4  # projects listed at once
 
 
 def acc_mapping_problem(acc: AccClient, index: int, mapping: ProjectMapping) -> str | None:
@@ -167,6 +170,16 @@ def plan_batches(parts: dict[ProjectMapping, list[tuple[str, int]]], window: Win
     return batches
 
 
+def _list_all(acc: AccClient, store: Store, config: PipelineConfig, window: Window) -> list[list[tuple[str, int]]]:
+    """Every project's manifest parts, up to :data:`LISTING_THREADS` listings at once (a listing
+    waits on ACC, one page after another). The first project in the Variable's order that fails
+    raises, once every listing has ended."""
+    projects = config.projects
+    with ThreadPoolExecutor(max(1, min(LISTING_THREADS, len(projects))), thread_name_prefix="listing") as pool:
+        futures = [pool.submit(extract_project, acc, store, config, mapping, window) for mapping in projects]
+    return [future.result()[0] for future in futures]
+
+
 def extract(
     acc: AccClient, buildpass: BuildPassClient, store: Store, config: PipelineConfig, window: Window
 ) -> list[Batch]:
@@ -177,8 +190,9 @@ def extract(
     """
     store.check_bucket()
     parts: dict[ProjectMapping, list[tuple[str, int]]] = {}
-    for index, mapping in enumerate(config.projects):
-        project_parts, _ = extract_project(acc, store, config, mapping, window)
+    for index, (mapping, project_parts) in enumerate(
+        zip(config.projects, _list_all(acc, store, config, window), strict=True)
+    ):
         if project_parts:
             mapping = replace(mapping, buildpass_folder_id=folders.target(buildpass, store, config, index, mapping))
         parts[mapping] = project_parts

@@ -7,6 +7,7 @@ is the real one over an in-memory S3 stand-in, so the manifest parts are real Pa
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,9 +16,9 @@ from typing import Any
 import pytest
 import sandbox
 from acc_buildpass.config import PipelineConfig
-from acc_buildpass.errors import InvalidPhoto
+from acc_buildpass.errors import ConfigError, InvalidPhoto, NotFound
 from acc_buildpass.models import MEDIA_TYPES, AccPhoto, ProjectMapping, Window
-from acc_buildpass.pipeline.extract import extract_project
+from acc_buildpass.pipeline.extract import extract, extract_project
 from acc_buildpass.pipeline.folders import resolve_folder
 from acc_buildpass.storage import Layout, Store
 
@@ -134,3 +135,35 @@ def test_a_lost_answer_to_a_folder_create_is_looked_up_before_creating_again(box
     ]
     assert [f["id"] for f in folders] == [folder_id]  # exactly one, made by the lost create
     assert admin(box.buildpass_url, "/faults")["script"][0]["times"] == 0  # the fault did fire
+
+
+class _ListingsMeet(StubAcc):
+    """Each listing waits until ``parties`` listings have begun: listed one after another, the
+    first would wait alone and break the barrier."""
+
+    def __init__(self, parties: int, missing: set[str]) -> None:
+        super().__init__([], missing=missing)
+        self.barrier = threading.Barrier(parties, timeout=30)
+
+    def iter_photos(self, project_id: str, *args: Any, **kwargs: Any) -> Any:
+        self.barrier.wait()
+        if project_id in self.missing:
+            raise NotFound("no such project", status=404)
+        yield from super().iter_photos(project_id, *args, **kwargs)
+
+
+def three_projects() -> PipelineConfig:
+    projects = [
+        {"acc_project_id": f"acc-{n}", "builder_id": "buil_demo", "buildpass_project_id": "proj_demo"} for n in range(3)
+    ]
+    return PipelineConfig.from_variable({"staging_bucket": "staging", "staging_prefix": "t", "projects": projects})
+
+
+def test_projects_are_listed_at_once_and_the_first_wrong_one_in_the_variable_is_named() -> None:
+    store = Store(MemoryS3(), Layout("staging", "t"))
+    acc = _ListingsMeet(3, missing=set())
+    assert extract(acc, None, store, three_projects(), WINDOW) == []  # type: ignore[arg-type]
+    assert sorted(p for p, _, _ in acc.listings) == ["acc-0", "acc-1", "acc-2"]
+
+    with pytest.raises(ConfigError, match=r"projects\[1\]\.acc_project_id 'acc-1'"):
+        extract(_ListingsMeet(3, missing={"acc-1", "acc-2"}), None, store, three_projects(), WINDOW)  # type: ignore[arg-type]

@@ -43,7 +43,7 @@ class MemoryS3:
 
     @property
     def writes(self) -> int:
-        return self.calls["PutObject"] + self.calls["UploadFileobj"]
+        return self.calls["PutObject"] + self.calls["UploadFileobj"] + self.calls["UploadFile"]
 
     @property
     def gets(self) -> int:
@@ -85,6 +85,18 @@ class MemoryS3:
         extra = ExtraArgs or {}
         self.objects[f"{Bucket}/{Key}"] = StoredObject(
             Fileobj.read(), extra.get("ContentType"), dict(extra.get("Metadata") or {})
+        )
+
+    def upload_file(
+        self, Filename: str, Bucket: str, Key: str, ExtraArgs: dict[str, Any] | None = None, Config: Any = None
+    ) -> None:
+        self._call("UploadFile")
+        self.transfer_configs.append(Config)
+        extra = ExtraArgs or {}
+        with open(Filename, "rb") as source:
+            body = source.read()
+        self.objects[f"{Bucket}/{Key}"] = StoredObject(
+            body, extra.get("ContentType"), dict(extra.get("Metadata") or {})
         )
 
     def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:

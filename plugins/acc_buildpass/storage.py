@@ -155,16 +155,28 @@ class Store:
         _translated("PutObject", lambda: self.s3.put_object(Bucket=self.bucket, Key=key, Body=PROBE_BODY))
         _translated("DeleteObject", lambda: self.s3.delete_object(Bucket=self.bucket, Key=key))
 
-    def put_staged(self, key: str, stream: IO[bytes], size: int, content_type: str, metadata: dict[str, str]) -> None:
+    def put_staged(
+        self,
+        key: str,
+        stream: IO[bytes],
+        size: int,
+        content_type: str,
+        metadata: dict[str, str],
+        path: str | None = None,
+    ) -> None:
         """Put a photo's verified bytes: one PUT under 16 MiB, else a multipart upload whose buffers
         stay bounded (:data:`_TRANSFER`).
 
         :param stream: the bytes, from their start; ``size`` of them
+        :param path: the file on local disk that holds them, if any: a multipart upload then
+            reads each part from it as it is sent (from ``stream`` it would hold parts in memory)
         """
         extra = {"ContentType": content_type, "Metadata": metadata}
         if size < _TRANSFER.multipart_threshold:
             # One PUT: boto3's transfer manager starts threads and futures for every file.
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=stream, ContentLength=size, **extra)
+        elif path is not None:
+            self.s3.upload_file(path, self.bucket, key, ExtraArgs=extra, Config=_TRANSFER)
         else:
             self.s3.upload_fileobj(stream, self.bucket, key, ExtraArgs=extra, Config=_TRANSFER)
 

@@ -90,7 +90,7 @@ def test_a_manifest_round_trips_every_field() -> None:
     assert s.s3.objects[f"staging/{key}"].content_type == "application/vnd.apache.parquet"
 
 
-def test_a_small_photo_is_one_put_and_a_large_one_a_bounded_multipart_upload() -> None:
+def test_a_small_photo_is_one_put_and_a_large_one_a_bounded_multipart_upload(tmp_path: Path) -> None:
     s3 = MemoryS3()
     s = store(s3)
     meta = {"sha256": "ab", "size": "3", "acc-photo-id": "p1"}
@@ -101,8 +101,15 @@ def test_a_small_photo_is_one_put_and_a_large_one_a_bounded_multipart_upload() -
 
     big = b"\xff" * (16 * MiB)  # the threshold itself goes multipart
     s.put_staged("k/big", io.BytesIO(big), len(big), "image/png", {"sha256": "cd", "size": str(len(big))})
-    assert (s3.calls["PutObject"], s3.calls["UploadFileobj"]) == (1, 1)
-    [config] = s3.transfer_configs
+    assert (s3.calls["PutObject"], s3.calls["UploadFileobj"], s3.calls["UploadFile"]) == (1, 1, 0)
+    on_disk = tmp_path / "photo"
+    on_disk.write_bytes(big)
+    with on_disk.open("rb") as stream:  # from a file: the parts are read from disk as they are sent
+        s.put_staged("k/big2", stream, len(big), "image/png", {"sha256": "cd", "size": "1"}, path=str(on_disk))
+    assert (s3.calls["PutObject"], s3.calls["UploadFileobj"], s3.calls["UploadFile"]) == (1, 1, 1)
+    assert s.open_object("k/big2").read() == big
+    config = s3.transfer_configs[0]
+    assert s3.transfer_configs == [config, config]
     assert config.multipart_threshold == 16 * MiB and config.multipart_chunksize == 8 * MiB
     assert config.max_concurrency == 2 and config.max_in_memory_upload_chunks == 2
     assert s.head("k/big") == {

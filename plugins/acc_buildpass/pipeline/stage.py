@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import io
 import logging
 import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,7 +26,11 @@ from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)
 
-_SPOOL_IN_MEMORY = 8 * 1024 * 1024  # larger photos spool to local disk, never to RAM
+MiB = 1024 * 1024
+SPOOL_IN_MEMORY = 8 * MiB  # a photo's bytes held in memory; the rest of a larger one goes to local disk
+# Photo bytes held in memory at once by one batch's downloads, whatever the thread count: a
+# download reserves its photo's size (ACC's, when positive), capped at SPOOL_IN_MEMORY.
+IN_MEMORY_BUDGET = 32 * MiB
 URL_CHUNK = 50  # ids per photos:filter call
 # Seconds of life a signed URL must have left when a download starts (clock skew between us and
 # ACC's storage, connection set-up); a quarter of the URL's life when that is shorter.
@@ -120,6 +127,70 @@ class SignedUrls:
             self._pending.discard(photo_id)
 
 
+class ByteBudget:
+    """Bytes that threads may hold at once; a reservation larger than the budget waits for all of it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._free = limit
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, amount: int) -> Iterator[None]:
+        amount = min(amount, self.limit)
+        with self._changed:
+            self._changed.wait_for(lambda: self._free >= amount)
+            self._free -= amount
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += amount
+                self._changed.notify_all()
+
+
+class Spool:
+    """Where a download lands: memory up to ``in_memory`` bytes, then a named file on local disk,
+    which a multipart upload reads part by part (from memory it would hold its parts)."""
+
+    def __init__(self, in_memory: int) -> None:
+        self._limit = in_memory
+        self._memory = io.BytesIO()
+        self._file: IO[bytes] | None = None
+
+    def write(self, chunk: bytes) -> int:
+        if self._file is None and self._memory.tell() + len(chunk) > self._limit:
+            self._file = tempfile.NamedTemporaryFile(prefix="acc-buildpass-", suffix=".photo")  # noqa: SIM115
+            with self._memory.getbuffer() as held:
+                self._file.write(held)
+            self._memory = io.BytesIO()
+        return (self._file or self._memory).write(chunk)
+
+    @property
+    def path(self) -> str | None:
+        """The file on disk, once the bytes outgrew memory."""
+        return self._file.name if self._file is not None else None
+
+    def reader(self) -> IO[bytes]:
+        target = self._file or self._memory
+        target.flush()
+        target.seek(0)
+        return target
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()  # deletes it
+        self._memory = io.BytesIO()
+
+
+def in_memory(photo: AccPhoto) -> int:
+    """The memory its download may hold: ACC's size when positive (0 or none says nothing)."""
+    return min(photo.size, SPOOL_IN_MEMORY) if photo.size and photo.size > 0 else SPOOL_IN_MEMORY
+
+
 class _HashingSink:
     def __init__(self, target: IO[bytes]) -> None:
         self.target = target
@@ -145,13 +216,16 @@ def intact(head: dict[str, Any] | None, photo: AccPhoto) -> bool:
     return bool(meta.get("sha256")) and (not photo.size or size == photo.size) and size == int(meta.get("size", -1))
 
 
-def stage_photo(acc: AccClient, store: Store, urls: SignedUrls, photo: AccPhoto, policy: retry.RetryPolicy) -> Outcome:
-    """Download one photo (fresh URL on a 403), check it, and put it in object storage."""
+def stage_photo(
+    acc: AccClient, store: Store, urls: SignedUrls, photo: AccPhoto, policy: retry.RetryPolicy, budget: ByteBudget
+) -> Outcome:
+    """Download one photo (fresh URL on a 403), check it, and put it in object storage; each
+    attempt first waits for its share of the batch's memory ``budget``."""
     key = store.layout.object_key(photo.project_id, photo.id)
 
     def attempt() -> Outcome:
-        url = urls.url(photo.id)
-        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+        with budget.hold(in_memory(photo)), Spool(SPOOL_IN_MEMORY) as spool:
+            url = urls.url(photo.id)
             sink = _HashingSink(spool)  # type: ignore[arg-type]
             try:
                 acc.download(url, sink)  # type: ignore[arg-type]
@@ -168,10 +242,9 @@ def stage_photo(acc: AccClient, store: Store, urls: SignedUrls, photo: AccPhoto,
                 # ACC's size is used only when positive (0 or none is common and says nothing).
                 # The transfer was whole (download() checks Content-Length): asking again gives the same bytes.
                 raise InvalidPhoto(photo.id, f"file is {sink.size} bytes, ACC's record says {photo.size}")
-            spool.seek(0)
             digest = sink.sha256.hexdigest()
             metadata = {"sha256": digest, "size": str(sink.size), "acc-photo-id": photo.id}
-            store.put_staged(key, spool, sink.size, content_type, metadata)  # type: ignore[arg-type]
+            store.put_staged(key, spool.reader(), sink.size, content_type, metadata, path=spool.path)
             return Outcome(photo.id, PhotoStatus.STAGED, size=sink.size, sha256=digest, content_type=content_type)
 
     def retryable(exc: BaseException) -> bool:
@@ -222,11 +295,12 @@ def _download_all(
     started = time.monotonic()
     done_bytes = 0
     urls = SignedUrls(acc, batch.acc_project_id)
+    budget = ByteBudget(IN_MEMORY_BUDGET)
     for start in range(0, len(todo), URL_CHUNK):
         chunk = todo[start : start + URL_CHUNK]
         urls.load([p.id for p in chunk])
         with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="download") as pool:
-            for outcome in pool.map(lambda p: stage_photo(acc, store, urls, p, config.retry), chunk):
+            for outcome in pool.map(lambda p: stage_photo(acc, store, urls, p, config.retry, budget), chunk):
                 outcomes.append(outcome)
                 done_bytes += outcome.size or 0
         elapsed = max(time.monotonic() - started, 1e-6)

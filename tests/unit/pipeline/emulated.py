@@ -79,9 +79,12 @@ def seeded_batch(
     in the order seeded, which ``seed`` counts positions in).
 
     :param seed: changes made to the ACC records before the listing, by position:
-        ``{"behaviour": {0: "empty"}, "patch": {1: {"size": 5}}}``
+        ``{"behaviour": {0: "empty"}, "patch": {1: {"size": 5}}}``; ``min_size`` and ``max_size``
+        bound the files' sizes in bytes
     """
-    ids = admin(box.acc_url, "/seed", {"project_id": PROJECT, "count": count, "start": "2024-01-01T00:00:00"})["ids"]
+    sizes = {k: seed[k] for k in ("min_size", "max_size") if k in seed}
+    body = {"project_id": PROJECT, "count": count, "start": "2024-01-01T00:00:00", **sizes}
+    ids = admin(box.acc_url, "/seed", body)["ids"]
     for n, behaviour in seed.get("behaviour", {}).items():
         admin(box.acc_url, f"/photos/{ids[n]}/behaviour", {"download": behaviour})
     for n, fields in seed.get("patch", {}).items():

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 import sandbox
 from acc_buildpass.clients.acc import AccClient
 from acc_buildpass.models import AccPhoto, Outcome, PhotoStatus
-from acc_buildpass.pipeline.stage import stage_batch
+from acc_buildpass.pipeline.stage import SPOOL_IN_MEMORY, ByteBudget, Spool, in_memory, stage_batch
 from acc_buildpass.storage import Layout, Store
 
 from tests.fakes import MemoryS3
 from tests.unit.pipeline.emulated import (
     PROJECT,
+    WINDOW,
     acc_client,
     acc_truth,
     admin,
@@ -148,3 +151,58 @@ def test_a_retry_wait_longer_than_a_signed_urls_life_never_sends_an_expired_url(
     assert [o.status for o in outcomes] == [PhotoStatus.STAGED], outcomes
     assert admin(box.acc_url, "/stats")["events"].get("expired_url_refused", 0) == 0
     assert route_counts(box.acc_url)["oss"] == 2  # the 500, then one download with a fresh URL
+
+
+def test_photos_larger_than_the_memory_spool_are_staged_intact_from_disk_and_the_files_removed(
+    box: sandbox.Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acc, store, config = acc_client(box, tmp_path), staging(), pipeline_config()
+    big = 16 * 1024 * 1024  # multipart from the threshold on
+    batch, photos, _ = seeded_batch(box, acc, store, config, 2, min_size=big, max_size=big + 4096)
+    truth = acc_truth(box)
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool_dir))
+
+    outcomes = stage_batch(acc, store, config, batch)
+    assert [(o.status, o.sha256) for o in outcomes] == [(PhotoStatus.STAGED, truth[p.id]["sha256"]) for p in photos]
+    for photo in photos:
+        assert hashlib.sha256(staged_object(store, photo)).hexdigest() == truth[photo.id]["sha256"]
+    assert (store.s3.calls["UploadFile"], store.s3.calls["UploadFileobj"]) == (2, 0)  # read from disk
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_a_spool_keeps_small_bytes_in_memory_and_larger_ones_in_a_file_it_deletes() -> None:
+    with Spool(8) as small:
+        small.write(b"12345678")
+        assert small.path is None and small.reader().read() == b"12345678"
+    with Spool(8) as large:
+        large.write(b"12345")
+        large.write(b"6789")
+        assert large.reader().read() == b"123456789"
+        path = large.path
+        assert path is not None and Path(path).read_bytes() == b"123456789"  # what a multipart upload reads
+    assert not Path(path).exists()
+
+
+def test_the_memory_a_download_reserves_is_acc_s_size_capped_or_the_cap_when_unknown() -> None:
+    def sized(size: int | None) -> AccPhoto:
+        return AccPhoto("p", PROJECT, "", "", size, "NORMAL", WINDOW.start, None, None)
+
+    assert [in_memory(sized(s)) for s in (2048, 0, None, 10**9)] == [2048] + [SPOOL_IN_MEMORY] * 3
+
+
+def test_a_byte_budget_lets_small_holds_share_it_and_makes_a_large_one_wait() -> None:
+    budget = ByteBudget(10)
+    waited = threading.Event()
+
+    def large() -> None:
+        with budget.hold(100):  # more than the budget: waits for all of it
+            waited.set()
+
+    with budget.hold(3), budget.hold(3):  # two small ones at once
+        waiter = threading.Thread(target=large)
+        waiter.start()
+        assert not waited.wait(0.5)
+    waiter.join(timeout=30)
+    assert waited.is_set()

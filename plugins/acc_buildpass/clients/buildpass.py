@@ -170,7 +170,11 @@ class BuildPassClient(http.ApiClient):
         self._lock = threading.Lock()
         # What the last response said of the rate limit window (shared by our threads).
         self._remaining: int | None = None
-        self._reset_at = 0.0
+        self._reserve = 1  # requests left at which we wait for the window's reset (see _note_rate_limit)
+        self._rate_lock = threading.Lock()
+        self._limit: int | None = None
+        self._passed: float | None = None  # the reset of the window we last waited out (its late answers are ignored)
+        self._reset_at: float | None = None  # when the window we count down resets; None: not known yet
 
     # -- sign-in ---------------------------------------------------------------------------
 
@@ -252,28 +256,40 @@ class BuildPassClient(http.ApiClient):
     def _note_rate_limit(self, response: requests.Response) -> float | None:
         """Remember the window; return seconds until it resets (used for 429 waits)."""
         remaining = response.headers.get("X-RateLimit-Remaining")
-        reset = response.headers.get("X-RateLimit-Reset")
-        reset_at = None
-        if reset:
-            try:
-                value = float(reset)
-                # Epoch seconds, or seconds from now: the documentation does not say which.
-                reset_at = value if value > 1e9 else time.time() + value
-            except ValueError:
-                reset_at = None
-        if remaining is not None and remaining.isdigit():
-            self._remaining = int(remaining)
-            self._reset_at = reset_at or self._reset_at
+        reset_at = _reset_time(response.headers.get("X-RateLimit-Reset"))
+        limit = response.headers.get("X-RateLimit-Limit", "")
+        with self._rate_lock:
+            if limit.isdigit():
+                # A tenth of the window is left to requests that other processes behind the same
+                # address may have in flight: waiting only at 0 lets them run into 429s.
+                self._limit, self._reserve = int(limit), max(1, int(limit) // 10)
+            stale = reset_at is not None and self._passed is not None and reset_at <= self._passed + 1
+            if remaining is not None and remaining.isdigit() and not stale:
+                # Within the window we count down, the server's figure lags behind what our threads
+                # have sent already: take the lower. A later window starts from the server's.
+                newer = reset_at is not None and self._reset_at is not None and reset_at > self._reset_at + 1
+                if self._remaining is None or newer:
+                    self._remaining = int(remaining)
+                else:
+                    self._remaining = min(self._remaining, int(remaining))
+                if newer or self._reset_at is None:
+                    self._reset_at = reset_at
         return max(reset_at - time.time(), 0.0) if reset_at else None
 
     def _respect_rate_limit(self) -> None:
-        """When the server said the window is used up, wait for its reset instead of a 429."""
-        if self._remaining is not None and self._remaining <= 0:
-            wait = self._reset_at - time.time()
-            if 0 < wait <= self.policy.max_retry_after:
-                log.info("BuildPass rate limit window used up; waiting %.1f s for it to reset", wait)
-                time.sleep(wait)
-            self._remaining = None
+        """Take a slot of the rate-limit window, counted down here as our threads send; when the
+        window is (nearly) used up, wait for its reset instead of a 429 (the other threads wait
+        behind this one)."""
+        with self._rate_lock:
+            if self._remaining is not None and self._remaining < self._reserve:
+                wait = (self._reset_at or 0.0) - time.time()
+                if 0 < wait <= self.policy.max_retry_after:
+                    log.info("BuildPass rate limit window used up; waiting %.1f s for it to reset", wait)
+                    time.sleep(wait)
+                # A new window, counted down from its limit when known; its reset comes with its first answer.
+                self._remaining, self._reset_at, self._passed = self._limit, None, self._reset_at
+            if self._remaining is not None:
+                self._remaining -= 1
 
     def _call(
         self,
@@ -511,3 +527,13 @@ class BuildPassClient(http.ApiClient):
             project_id=raw.get("projectId"),
             created_at=str(raw.get("createdAt") or ""),
         )
+
+
+def _reset_time(reset: str | None) -> float | None:
+    """When a rate-limit window resets (epoch seconds), from ``X-RateLimit-Reset``: epoch seconds,
+    or seconds from now (the documentation does not say which)."""
+    try:
+        value = float(reset or "")
+    except ValueError:
+        return None
+    return value if value > 1e9 else time.time() + value

@@ -186,3 +186,19 @@ def test_another_os_process_uses_the_stored_token(box: sandbox.Sandbox, tmp_path
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == {"folders": [], "seen": seen}
     assert counts(box) == {"token": 1, "folders": 2}
+
+
+def test_threads_behind_one_address_wait_for_the_window_to_reset_instead_of_running_into_429s(
+    box: sandbox.Sandbox,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    limit = requests.post(box.buildpass_url + "/_admin/rate-limit", json={"limit": 20, "window_seconds": 2}, timeout=5)
+    assert limit.status_code == 200
+    bp = client(box, None, [])
+    statuses: list[int] = []
+    bp.session.hooks["response"].append(lambda response, *args, **kwargs: statuses.append(response.status_code))
+    with ThreadPoolExecutor(max_workers=6) as pool:  # six requests in flight when the window runs low
+        listed = list(pool.map(lambda _: bp.list_folders(DEFAULT_BUILDER, PROJECT), range(45)))
+    assert listed == [[]] * 45
+    assert statuses.count(429) == 0 and len(statuses) == 46  # the token, then each listing once

@@ -3,7 +3,8 @@
 For each workload, on freshly reset emulators: the pipeline (``airflow dags test --use-executor``
 with a LocalExecutor of ``--parallel`` task processes, as a scheduler would run it; ``--parallel 0``
 runs the tasks one after another in the ``dags test`` process), then the straight-line floor
-(``straight_line.py``, the same total concurrency, no Airflow, no staging) on the same workload, and
+(``straight_line.py``, the same total concurrency, no Airflow, staging each photo in S3 as the
+pipeline does) on the same workload, and
 the ceiling that BuildPass's rate limit implies. Then the hourly regime (``backfill.py``): a
 two-day ``airflow backfill create`` under a real scheduler, next to the same photos as one window and
 Airflow's floor. Prints the tables, writes ``bench/RESULTS.md``, ``bench/throughput.png`` and
@@ -201,6 +202,11 @@ def run_floor(stack: Stack, workload: str, project: str, threads: int, parallel:
     from acc_buildpass.clients.buildpass import BuildPassClient
 
     bp = BuildPassClient(stack.buildpass_url, *BP_CLIENT)
+    s3 = stack.s3()
+
+    def stage(photo: Any, data: bytes) -> None:  # as the pipeline stages: one PUT a photo
+        s3.put_object(Bucket=stack.bucket, Key=f"floor/{project}/{photo.id}", Body=data, ContentType="image/jpeg")
+
     began = time.monotonic()
     created = straight_line.copy(
         stack.acc_url,
@@ -213,6 +219,7 @@ def run_floor(stack: Stack, workload: str, project: str, threads: int, parallel:
         END,
         download_threads=threads * parallel,
         upload_threads=PipelineConfig.upload_threads * parallel,
+        stage=stage,
     )
     seconds = time.monotonic() - began
     acc_api, downloads, bp_requests = stats(stack)
@@ -375,7 +382,7 @@ def only_backfill(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--sizes", default="200,2000,20000", help="photo counts of the small-photo workloads")
+    parser.add_argument("--sizes", default="200,2000,10000,20000", help="photo counts of the small-photo workloads")
     parser.add_argument("--large", type=int, default=3, help="how many large photos in the large workload")
     parser.add_argument("--large-mb", type=int, default=200)
     parser.add_argument(
@@ -429,11 +436,14 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Emulators: ACC {ACC_LATENCY_MS} ms a request, downloads at {DOWNLOAD_BANDWIDTH / 1e6:.0f} MB/s each; "
         f"BuildPass {BP_LATENCY_MS} ms a request, rate limit {BP_LIMIT[0]} requests / {BP_LIMIT[1]} s. "
-        "Small photos are 2-20 kB, batches of 500 (the default). The pipeline is `airflow dags test "
+        "Small photos are 2-20 kB; manifest parts of 500 photos and at most 4 batch tasks (the defaults). "
+        "The pipeline is `airflow dags test "
         "--use-executor`: a LocalExecutor runs up to --parallel task processes at once (4 unless the row says "
-        "otherwise), each with 4 download and 2 upload threads, as a scheduler would. The floor is "
+        "otherwise), each with 4 download and 2 upload threads (a batch task publishes while it stages), "
+        "as a scheduler would. The floor is "
         "`bench/straight_line.py` with the same concurrency in one process (4 x 4 download and 4 x 2 upload "
-        "threads), no Airflow and no staging. The ceiling is what BuildPass's rate limit allows at the "
+        "threads), no Airflow; it stages each photo in S3 (one PUT) as the pipeline does. "
+        "The ceiling is what BuildPass's rate limit allows at the "
         f"fewest requests a photo ({MIN_BP_REQUESTS['bulk']:.2f} in bulk mode: {ceiling('bulk'):.0f} photos/s; "
         f"{MIN_BP_REQUESTS['single']:.0f} in single mode: {ceiling('single'):.0f} photos/s).",
         "",

@@ -1,15 +1,17 @@
 """The floor: a hand-written copy loop with the pipeline's concurrency, and nothing else.
 
-No Airflow, no object storage, no ledger: page through ACC with signed URLs (50 a page), download
-each page's photos with ``download_threads`` threads into memory, upload them to BuildPass in
-bulk uploads of 25 with ``upload_threads`` threads, and create them with one bulk-upsert per
-page. The BuildPass side uses our client (its multipart body, retry policy and rate-limit pause),
-so the difference to the pipeline is the pipeline's own cost: Airflow, staging and bookkeeping.
+No Airflow, no ledger: page through ACC with signed URLs (50 a page), download each page's photos
+with ``download_threads`` threads into memory and, as the pipeline does, put each in object
+storage (``stage``), upload them to BuildPass in bulk uploads of 25 with ``upload_threads``
+threads, and create them with one bulk-upsert per page. The BuildPass side uses our client (its
+multipart body, retry policy and rate-limit pause), so the difference to the pipeline is the
+pipeline's own cost: Airflow and bookkeeping.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +48,7 @@ def copy(
     download_threads: int = 4,
     upload_threads: int = 2,
     upload_chunk: int = 25,
+    stage: Callable[[AccPhoto, bytes], None] | None = None,
 ) -> int:
     """Copy [start, end) of one project; returns the number of photos created."""
     session = requests.Session()
@@ -72,7 +75,10 @@ def copy(
     def fetch(raw: dict[str, Any]) -> tuple[AccPhoto, bytes]:
         response = downloads.get(raw["signedUrls"]["fileUrl"], timeout=120)
         response.raise_for_status()
-        return AccPhoto.from_api(raw, acc_project), response.content
+        photo = AccPhoto.from_api(raw, acc_project)
+        if stage is not None:
+            stage(photo, response.content)
+        return photo, response.content
 
     with (
         ThreadPoolExecutor(download_threads) as download_pool,

@@ -9,8 +9,8 @@ staged in object storage, then created in the mapped BuildPass project, exactly 
   manifest (Parquet) to the staging bucket; XCom carries only keys and counts. A window of at
   most `batch_size` photos (an hourly run, an empty window) is copied right here, in this one
   task, which then writes the report and skips the rest: the tasks below run for big windows.
-- **batch.stage** (mapped, one per batch): streams the bytes to object storage, verified and hashed.
-- **batch.publish** (mapped, pool `buildpass_api`): uploads the bytes and creates the photos.
+- **copy_batch** (mapped, one per batch, pool `buildpass_api`): streams the bytes to object
+  storage, verified and hashed, and meanwhile uploads those staged and creates the photos.
 - **report**: reconciles each project (found, skipped and why, created, already present, failed)
   and fails the run, naming the photos, when any could not be copied. The report is the run's
   **Copy report** tab; a run that copied everything updates the Asset `acc_buildpass_manifest`
@@ -30,7 +30,7 @@ from typing import Any
 
 import pendulum
 from acc_buildpass import settings
-from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task, task_group
+from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 SCHEDULE = os.environ.get("ACC_BUILDPASS_SCHEDULE", "0 * * * *")
@@ -68,10 +68,6 @@ COPIED = AssetAlias("acc_buildpass_window_copied")
         "retry_delay": timedelta(seconds=30),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
-        # A staged batch is published before the next batch is staged: photos land while others
-        # download, and the BuildPass-bound step overlaps the ACC-bound one (Airflow's default,
-        # "downstream", would stage every batch first).
-        "weight_rule": "upstream",
     },
 )
 def acc_to_buildpass_photos() -> None:
@@ -82,17 +78,9 @@ def acc_to_buildpass_photos() -> None:
     def extract() -> list[dict[str, Any]]:
         return tasks.extract(get_current_context(), copied=COPIED, manifest=MANIFEST)
 
-    @task(map_index_template="{{ batch_label }}")
-    def stage(batch: dict[str, Any]) -> dict[str, Any]:
-        return tasks.stage(batch, get_current_context())
-
     @task(map_index_template="{{ batch_label }}", pool=POOL)
-    def publish(batch: dict[str, Any]) -> dict[str, Any]:
-        return tasks.publish(batch, get_current_context())
-
-    @task_group(group_id="batch")
-    def copy_batch(batch: dict[str, Any]) -> None:
-        publish(stage(batch))
+    def copy_batch(batch: dict[str, Any]) -> dict[str, Any]:
+        return tasks.copy_batch(batch, get_current_context())
 
     @task(trigger_rule="all_done", retries=0, outlets=[COPIED])
     def report(batches: list[dict[str, Any]] | None) -> dict[str, Any]:

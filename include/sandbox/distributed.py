@@ -217,7 +217,7 @@ def parallel_proof(instances: list[dict[str, Any]], logs: dict[str, str]) -> tup
     """(most mapped task instances running at one moment, tasks each worker ran)."""
     spans = []
     for ti in instances:
-        if ti["task_id"].startswith("batch.") and ti.get("start_date") and ti.get("end_date"):
+        if ti["task_id"] == "copy_batch" and ti.get("start_date") and ti.get("end_date"):
             spans.append((datetime.fromisoformat(ti["start_date"]), datetime.fromisoformat(ti["end_date"])))
     overlap = max((sum(1 for a, b in spans if a <= start < b) for start, _ in spans), default=0)
     per_worker = {name: text.count("Executing workload in Celery") for name, text in logs.items()}

@@ -25,7 +25,8 @@ class PipelineConfig:
         cost (its process, Airflow's start, an S3 client, sign-ins) is about a second of CPU, so a
         batch should take much longer than that
 
-    :param max_batches: bound on mapped task instances per run (far under max_map_length)
+    :param max_batches: a big window's batches (its mapped copy tasks) at most: about one per task
+        slot, since each task overlaps its own downloads and uploads (batches grow to fit)
     :param upload_chunk: photos per ``attachments/bulk-upload`` request
     :param upload_chunk_bytes: bytes per bulk-upload request, whichever bound comes first
     """
@@ -36,7 +37,7 @@ class PipelineConfig:
     media_types: tuple[str, ...] = ("NORMAL", "INFRARED", "PHOTOSPHERE")
     publish_mode: str = "bulk"
     batch_size: int = 500
-    max_batches: int = 256
+    max_batches: int = 4
     upload_chunk: int = 25
     upload_chunk_bytes: int = 64 * 1024 * 1024
     download_threads: int = 4

@@ -119,27 +119,17 @@ def _fail_naming(failed: list[str], *, final: bool = False) -> None:
     raise CopyFailed(message)
 
 
-def _run_batch(raw_batch: dict[str, Any], context: Any, step: str) -> tuple[Batch, list[Any]]:
-    """Stage or publish one batch of a big window in its mapped task: (the batch, the outcomes)."""
+@final_on_config_error
+def copy_batch(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Copy one batch of a big window in its mapped task: stage and publish at once."""
     from acc_buildpass.pipeline import copy
 
     batch = Batch.from_xcom(raw_batch)
     context["batch_label"] = batch.label
     config = runtime.load_config()
     store = runtime.build_store(config)
-    with runtime.clients(config, acc=step == "stage", buildpass=step == "publish") as (acc, buildpass):
-        return batch, copy.run_step(acc, buildpass, store, config, batch, step)
-
-
-@final_on_config_error
-def stage(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
-    _run_batch(raw_batch, context, "stage")
-    return raw_batch
-
-
-@final_on_config_error
-def publish(raw_batch: dict[str, Any], context: Any) -> dict[str, Any]:
-    batch, outcomes = _run_batch(raw_batch, context, "publish")
+    with runtime.clients(config) as (acc, buildpass):
+        outcomes = copy.copy_batch(acc, buildpass, store, config, batch)
     return {"index": batch.index, "count": len(outcomes)}
 
 

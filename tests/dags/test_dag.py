@@ -15,14 +15,14 @@ def dag(dag_bag: Any) -> Any:
 
 
 def test_tasks_and_retries(dag) -> None:  # type: ignore[no-untyped-def]
-    assert {t.task_id for t in dag.tasks} == {"extract", "batch.stage", "batch.publish", "report"}
+    assert {t.task_id for t in dag.tasks} == {"extract", "copy_batch", "report"}
     assert "exactly once" in dag.doc_md
     for t in dag.tasks:
         if t.task_id != "report":
             assert t.retries >= 1 and t.retry_exponential_backoff
-    assert dag.get_task("batch.publish").pool == "buildpass_api"
+    assert dag.get_task("copy_batch").pool == "buildpass_api"
     assert dag.get_task("report").trigger_rule == "all_done"
-    assert dag.get_task("batch.stage").map_index_template == "{{ batch_label }}"
+    assert dag.get_task("copy_batch").map_index_template == "{{ batch_label }}"
 
 
 def test_consecutive_runs_tile_time_without_gap_or_overlap(dag) -> None:  # type: ignore[no-untyped-def]

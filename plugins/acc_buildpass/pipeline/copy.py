@@ -1,44 +1,74 @@
-"""Copy batches in this process: stage, then publish, each step's outcomes written where the
-report reads them (as the DAG's mapped tasks write theirs).
+"""Copy a batch: stage its photos and publish them as they are staged, in one process.
 
-Used for a window small enough for one task (the DAG's extract task) and by
-``acc-buildpass backfill`` (a range of any length, one batch after another).
+Every :data:`PUBLISH_CHUNK` photos staged are uploaded and created (in a thread of their own, a
+chunk after another) while the next ones download, so ACC and BuildPass work at the same time.
+Both steps' outcomes are written where the report reads them (``stage.json``, ``publish.json``).
+
+Used by the DAG's batch tasks (a big window), its extract task (a window of at most
+``batch_size`` photos) and ``acc-buildpass backfill`` (a range of any length, batch after batch).
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from acc_buildpass.clients.acc import AccClient
 from acc_buildpass.clients.buildpass import BuildPassClient
 from acc_buildpass.config import PipelineConfig
-from acc_buildpass.models import Batch, Outcome
-from acc_buildpass.pipeline.publish import publish_batch
+from acc_buildpass.models import Batch, Outcome, PhotoStatus
+from acc_buildpass.pipeline import publish
 from acc_buildpass.pipeline.stage import stage_batch
 from acc_buildpass.storage import Store
 
-STEPS = ("stage", "publish")
+log = logging.getLogger(__name__)
+
+PUBLISH_CHUNK = 100  # photos staged before they are published together (one upsert's worth)
 OnBatch = Callable[[int, int, str], None]  # (photos done, photos in all, the batch's label)
 
 
-def run_step(
-    acc: AccClient | None,
-    buildpass: BuildPassClient | None,
-    store: Store,
-    config: PipelineConfig,
-    batch: Batch,
-    step: str,
+def copy_batch(
+    acc: AccClient, buildpass: BuildPassClient, store: Store, config: PipelineConfig, batch: Batch
 ) -> list[Outcome]:
-    """Stage or publish (``step``) one batch; its per-photo outcomes are written beside the
-    window's other batches for the report. Stage needs ``acc``, publish ``buildpass``."""
-    if step == "stage":
-        assert acc is not None, "staging needs the ACC client"
-        outcomes = stage_batch(acc, store, config, batch)
-    else:
-        assert buildpass is not None, "publishing needs the BuildPass client"
-        outcomes = publish_batch(buildpass, store, config, batch)
-    store.put_json(store.layout.batch_outcome(batch.window, batch.index, step), outcomes)
+    """Stage one batch and publish it while it stages; returns the publish outcomes.
+
+    A retry is safe at any point: photos staged intact are not downloaded again, and photos the
+    ledger records (any attempt after the batch's first) are not sent again.
+    """
+    started = time.monotonic()
+    photos = {p.id: p for key in batch.parts for p in store.read_manifest(key)}
+    first = publish.first_attempt(store, batch)
+    chunk: list[Outcome] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as publisher:
+        published: list[Future[list[Outcome]]] = []
+
+        def hand_over(final: bool = False) -> None:
+            if chunk and (final or len(chunk) >= PUBLISH_CHUNK):
+                job = publish.publish_staged
+                published.append(
+                    publisher.submit(job, buildpass, store, config, batch, list(chunk), photos, first=first)
+                )
+                chunk.clear()
+
+        def staged(outcome: Outcome) -> None:
+            if outcome.status == PhotoStatus.STAGED:
+                chunk.append(outcome)
+                hand_over()
+
+        store.put_json(_outcomes_key(store, batch, "stage"), stage_batch(acc, store, config, batch, staged))
+        hand_over(final=True)
+        outcomes = [o for future in published for o in future.result()]
+    store.put_json(_outcomes_key(store, batch, "publish"), outcomes)
+    counts = Counter(str(o.status) for o in outcomes)
+    log.info("%s published in %.1f s: %s", batch.label, time.monotonic() - started, dict(counts))
     return outcomes
+
+
+def _outcomes_key(store: Store, batch: Batch, step: str) -> str:
+    return store.layout.batch_outcome(batch.window, batch.index, step)
 
 
 def copy_batches(
@@ -49,11 +79,10 @@ def copy_batches(
     batches: list[Batch],
     on_batch: OnBatch | None = None,
 ) -> None:
-    """Stage and publish each batch in turn (a batch's photos land before the next is downloaded)."""
+    """Copy each batch in turn (:func:`copy_batch`)."""
     total, done = sum(b.count for b in batches), 0
     for batch in batches:
-        for step in STEPS:
-            run_step(acc, buildpass, store, config, batch, step)
+        copy_batch(acc, buildpass, store, config, batch)
         done += batch.count
         if on_batch is not None:
             on_batch(done, total, batch.label)

@@ -393,36 +393,50 @@ def _record(store: Store, batch: Batch, photo_id: str, entry: dict[str, Any]) ->
     store.put_json(store.layout.ledger(batch.builder_id, batch.buildpass_project_id, photo_id), entry)
 
 
-def publish_batch(bp: BuildPassClient, store: Store, config: PipelineConfig, batch: Batch) -> list[Outcome]:
-    """Publish one batch from its stage outcomes; photos already recorded are not sent again."""
-    stage = store.get_json(store.layout.batch_outcome(batch.window, batch.index, "stage"))
-    if stage is None:
-        raise ApiError(f"{batch.label}: no stage outcome at batch {batch.index}; the stage task did not finish")
-    photos = {p.id: p for key in batch.parts for p in store.read_manifest(key)}
-    outcomes: list[Outcome] = []
-    ready: list[_Staged] = []
-    # skipped, failed and present were settled by the stage step
-    candidates = [s for s in (Outcome.from_json(raw) for raw in stage) if s.status == PhotoStatus.STAGED]
-    if store.first_attempt(store.layout.batch_outcome(batch.window, batch.index, "publish-attempt")):
-        # The stage step has just read the ledger for these photos; another run copying them at the
-        # same moment is caught by BuildPass's upsert (bulk) or the intent record (single).
-        recorded = [False] * len(candidates)
-    else:
-        # An earlier attempt at this batch may have created some: the ledger says which.
+def first_attempt(store: Store, batch: Batch) -> bool:
+    """Whether this is the batch's first publish attempt (the marker did not exist; it does now)."""
+    return store.first_attempt(store.layout.batch_outcome(batch.window, batch.index, "publish-attempt"))
+
+
+def publish_staged(
+    bp: BuildPassClient,
+    store: Store,
+    config: PipelineConfig,
+    batch: Batch,
+    staged: list[Outcome],
+    photos: dict[str, AccPhoto],
+    *,
+    first: bool,
+) -> list[Outcome]:
+    """Publish these stage outcomes of the batch (those staged; skipped, failed and present were
+    settled by the stage step). On the batch's ``first`` attempt nothing of it can be in the
+    ledger yet (the stage step has just read it; another run copying the same photos at the same
+    moment is caught by BuildPass's upsert, or by the intent record in single mode); on a later
+    one, photos the ledger records are present and not sent again."""
+    candidates = [s for s in staged if s.status == PhotoStatus.STAGED]
+    recorded = [False] * len(candidates)
+    if not first:
         with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="check") as pool:
             recorded = list(
                 pool.map(
                     lambda s: store.published(batch.builder_id, batch.buildpass_project_id, s.photo_id), candidates
                 )
             )
-    for staged, done in zip(candidates, recorded, strict=True):
-        if done:
-            outcomes.append(Outcome(staged.photo_id, PhotoStatus.PRESENT))
-        else:
-            ready.append(_Staged(photos[staged.photo_id], staged, store))
-    started = time.monotonic()
+    outcomes = [Outcome(s.photo_id, PhotoStatus.PRESENT) for s, done in zip(candidates, recorded, strict=True) if done]
+    ready = [_Staged(photos[s.photo_id], s, store) for s, done in zip(candidates, recorded, strict=True) if not done]
     publish = publish_bulk if config.publish_mode == "bulk" else publish_single
-    outcomes += publish(bp, store, config, batch, ready)
+    return outcomes + publish(bp, store, config, batch, ready)
+
+
+def publish_batch(bp: BuildPassClient, store: Store, config: PipelineConfig, batch: Batch) -> list[Outcome]:
+    """Publish one batch from its stage outcomes; photos already recorded are not sent again."""
+    stage = store.get_json(store.layout.batch_outcome(batch.window, batch.index, "stage"))
+    if stage is None:
+        raise ApiError(f"{batch.label}: no stage outcome at batch {batch.index}; the stage task did not finish")
+    photos = {p.id: p for key in batch.parts for p in store.read_manifest(key)}
+    started = time.monotonic()
+    staged = [Outcome.from_json(raw) for raw in stage]
+    outcomes = publish_staged(bp, store, config, batch, staged, photos, first=first_attempt(store, batch))
     counts = Counter(str(o.status) for o in outcomes)
     log.info("%s published in %.1f s: %s", batch.label, time.monotonic() - started, dict(counts))
     return outcomes

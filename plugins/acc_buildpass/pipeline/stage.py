@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import IO, Any
@@ -287,8 +287,11 @@ def settled(store: Store, batch: Batch, photo: AccPhoto) -> Outcome | None:
     return None
 
 
+OnOutcome = Callable[[Outcome], None]
+
+
 def _download_all(
-    acc: AccClient, store: Store, config: PipelineConfig, batch: Batch, todo: list[AccPhoto]
+    acc: AccClient, store: Store, config: PipelineConfig, batch: Batch, todo: list[AccPhoto], on_outcome: OnOutcome
 ) -> tuple[list[Outcome], int]:
     """Stage ``todo``, signed URLs fetched a chunk at a time: (the outcomes, signed-URL calls made)."""
     outcomes: list[Outcome] = []
@@ -302,6 +305,7 @@ def _download_all(
         with ThreadPoolExecutor(max_workers=config.download_threads, thread_name_prefix="download") as pool:
             for outcome in pool.map(lambda p: stage_photo(acc, store, urls, p, config.retry, budget), chunk):
                 outcomes.append(outcome)
+                on_outcome(outcome)
                 done_bytes += outcome.size or 0
         elapsed = max(time.monotonic() - started, 1e-6)
         log.info(
@@ -315,8 +319,14 @@ def _download_all(
     return outcomes, urls.refreshes
 
 
-def stage_batch(acc: AccClient, store: Store, config: PipelineConfig, batch: Batch) -> list[Outcome]:
-    """Stage one batch; photos already in BuildPass or already staged intact are not downloaded."""
+def stage_batch(
+    acc: AccClient, store: Store, config: PipelineConfig, batch: Batch, on_outcome: OnOutcome | None = None
+) -> list[Outcome]:
+    """Stage one batch; photos already in BuildPass or already staged intact are not downloaded.
+
+    :param on_outcome: called with each photo's outcome as soon as it is known (in this thread)
+    """
+    on_outcome = on_outcome or (lambda outcome: None)
     photos = [p for key in batch.parts for p in store.read_manifest(key)]
     outcomes: dict[str, Outcome] = {}
     todo: list[AccPhoto] = []
@@ -327,7 +337,8 @@ def stage_batch(acc: AccClient, store: Store, config: PipelineConfig, batch: Bat
                 todo.append(photo)
             else:
                 outcomes[photo.id] = outcome
-    downloaded, refreshes = _download_all(acc, store, config, batch, todo)
+                on_outcome(outcome)
+    downloaded, refreshes = _download_all(acc, store, config, batch, todo, on_outcome)
     outcomes.update((o.photo_id, o) for o in downloaded)
     ordered = [outcomes[p.id] for p in photos]
     counts = Counter(str(o.status) for o in ordered)

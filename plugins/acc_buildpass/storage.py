@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -257,6 +257,10 @@ class Store:
         self.s3.put_object(
             Bucket=self.bucket, Key=key, Body=buffer.getvalue(), ContentType="application/vnd.apache.parquet"
         )
+
+    def read_manifests(self, keys: Iterable[str]) -> list[AccPhoto]:
+        """A batch's photos, from its manifest parts in order."""
+        return [photo for key in keys for photo in self.read_manifest(key)]
 
     def read_manifest(self, key: str) -> list[AccPhoto]:
         """One manifest part, ours or one written by pandas before (times in ns), read with

@@ -170,9 +170,8 @@ class BuildPassClient(http.ApiClient):
         self._lock = threading.Lock()
         # What the last response said of the rate limit window (shared by our threads).
         self._remaining: int | None = None
-        self._reserve = 1  # requests left at which we wait for the window's reset (see _note_rate_limit)
         self._rate_lock = threading.Lock()
-        self._limit: int | None = None
+        self._limit: int | None = None  # X-RateLimit-Limit, once BuildPass said it
         self._passed: float | None = None  # the reset of the window we last waited out (its late answers are ignored)
         self._reset_at: float | None = None  # when the window we count down resets; None: not known yet
 
@@ -260,9 +259,7 @@ class BuildPassClient(http.ApiClient):
         limit = response.headers.get("X-RateLimit-Limit", "")
         with self._rate_lock:
             if limit.isdigit():
-                # A tenth of the window is left to requests that other processes behind the same
-                # address may have in flight: waiting only at 0 lets them run into 429s.
-                self._limit, self._reserve = int(limit), max(1, int(limit) // 10)
+                self._limit = int(limit)
             stale = reset_at is not None and self._passed is not None and reset_at <= self._passed + 1
             if remaining is not None and remaining.isdigit() and not stale:
                 # Within the window we count down, the server's figure lags behind what our threads
@@ -280,8 +277,11 @@ class BuildPassClient(http.ApiClient):
         """Take a slot of the rate-limit window, counted down here as our threads send; when the
         window is (nearly) used up, wait for its reset instead of a 429 (the other threads wait
         behind this one)."""
+        # A tenth of the window is left to requests that other processes behind the same address
+        # may have in flight: waiting only at 0 lets them run into 429s.
+        reserve = max(1, (self._limit or 0) // 10)
         with self._rate_lock:
-            if self._remaining is not None and self._remaining < self._reserve:
+            if self._remaining is not None and self._remaining < reserve:
                 wait = (self._reset_at or 0.0) - time.time()
                 if 0 < wait <= self.policy.max_retry_after:
                     log.info("BuildPass rate limit window used up; waiting %.1f s for it to reset", wait)

@@ -39,7 +39,8 @@ def copy_batch(
     ledger records (any attempt after the batch's first) are not sent again.
     """
     started = time.monotonic()
-    photos = {p.id: p for key in batch.parts for p in store.read_manifest(key)}
+    photos = store.read_manifests(batch.parts)
+    by_id = {p.id: p for p in photos}
     first = publish.first_attempt(store, batch)
     chunk: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as publisher:
@@ -49,7 +50,7 @@ def copy_batch(
             if chunk and (final or len(chunk) >= PUBLISH_CHUNK):
                 job = publish.publish_staged
                 published.append(
-                    publisher.submit(job, buildpass, store, config, batch, list(chunk), photos, first=first)
+                    publisher.submit(job, buildpass, store, config, batch, list(chunk), by_id, first=first)
                 )
                 chunk.clear()
 
@@ -58,7 +59,7 @@ def copy_batch(
                 chunk.append(outcome)
                 hand_over()
 
-        store.put_json(_outcomes_key(store, batch, "stage"), stage_batch(acc, store, config, batch, staged))
+        store.put_json(_outcomes_key(store, batch, "stage"), stage_batch(acc, store, config, batch, staged, photos))
         hand_over(final=True)
         outcomes = [o for future in published for o in future.result()]
     store.put_json(_outcomes_key(store, batch, "publish"), outcomes)

@@ -433,7 +433,7 @@ def publish_batch(bp: BuildPassClient, store: Store, config: PipelineConfig, bat
     stage = store.get_json(store.layout.batch_outcome(batch.window, batch.index, "stage"))
     if stage is None:
         raise ApiError(f"{batch.label}: no stage outcome at batch {batch.index}; the stage task did not finish")
-    photos = {p.id: p for key in batch.parts for p in store.read_manifest(key)}
+    photos = {p.id: p for p in store.read_manifests(batch.parts)}
     started = time.monotonic()
     staged = [Outcome.from_json(raw) for raw in stage]
     outcomes = publish_staged(bp, store, config, batch, staged, photos, first=first_attempt(store, batch))

@@ -98,7 +98,7 @@ def _replay_batch(
     """Stage then publish one replay batch with the DAG's step functions, writing their outcomes
     where the DAG's tasks write them (the publish step reads the stage outcome from there)."""
     project = batch.acc_project_id
-    photo_ids = [p.id for key in batch.parts for p in store.read_manifest(key)]
+    photo_ids = [p.id for p in store.read_manifests(batch.parts)]
     try:
         staged = stage_batch(acc, store, config, batch)
         store.put_json(store.layout.batch_outcome(batch.window, batch.index, "stage"), staged)

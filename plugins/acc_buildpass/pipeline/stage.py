@@ -151,7 +151,8 @@ class ByteBudget:
 
 class Spool:
     """Where a download lands: memory up to ``in_memory`` bytes, then a named file on local disk,
-    which a multipart upload reads part by part (from memory it would hold its parts)."""
+    which a multipart upload reads part by part (from memory it would hold its parts). Not
+    :class:`tempfile.SpooledTemporaryFile`: it rolls over to a file without a name."""
 
     def __init__(self, in_memory: int) -> None:
         self._limit = in_memory
@@ -320,14 +321,20 @@ def _download_all(
 
 
 def stage_batch(
-    acc: AccClient, store: Store, config: PipelineConfig, batch: Batch, on_outcome: OnOutcome | None = None
+    acc: AccClient,
+    store: Store,
+    config: PipelineConfig,
+    batch: Batch,
+    on_outcome: OnOutcome | None = None,
+    photos: list[AccPhoto] | None = None,
 ) -> list[Outcome]:
     """Stage one batch; photos already in BuildPass or already staged intact are not downloaded.
 
     :param on_outcome: called with each photo's outcome as soon as it is known (in this thread)
+    :param photos: the batch's photos, when the caller has read its manifest already
     """
     on_outcome = on_outcome or (lambda outcome: None)
-    photos = [p for key in batch.parts for p in store.read_manifest(key)]
+    photos = store.read_manifests(batch.parts) if photos is None else photos
     outcomes: dict[str, Outcome] = {}
     todo: list[AccPhoto] = []
     # Small S3 reads, one or two a photo: done by the download threads, not one after another.

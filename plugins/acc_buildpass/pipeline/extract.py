@@ -13,12 +13,12 @@ from acc_buildpass.clients.buildpass import BuildPassClient
 from acc_buildpass.config import PipelineConfig, ProjectMapping
 from acc_buildpass.errors import ConfigError, InvalidPhoto, NotFound
 from acc_buildpass.models import MEDIA_TYPES, AccPhoto, Batch, PhotoStatus, Window
-from acc_buildpass.pipeline import folders
+from acc_buildpass.pipeline import folders, listing
 from acc_buildpass.storage import Store
 
 log = logging.getLogger(__name__)
 
-LISTING_THREADS = 4  # projects listed at once
+LISTING_THREADS = 8  # ACC listings at once: projects, and time slices of a project's big window
 
 
 def acc_mapping_problem(acc: AccClient, index: int, mapping: ProjectMapping) -> str | None:
@@ -83,9 +83,10 @@ def triage(
 
 
 def extract_project(
-    acc: AccClient, store: Store, config: PipelineConfig, mapping: ProjectMapping, window: Window
+    acc: AccClient, store: Store, config: PipelineConfig, mapping: ProjectMapping, window: Window, slices: int = 1
 ) -> tuple[list[tuple[str, int]], dict[str, Any]]:
-    """Page through one project; write eligible photos in manifest parts of ``batch_size``.
+    """Page through one project, a window of more than a page in ``slices`` listings at once
+    (:mod:`listing`); write eligible photos in manifest parts of ``batch_size``.
 
     Memory stays flat: at most one part is held at a time, plus the set of ids seen.
     :returns: the parts (key, count) and the summary written beside them
@@ -103,8 +104,8 @@ def extract_project(
             parts.append((key, len(buffer)))
             buffer.clear()
 
-    listing = _listing(acc, config.projects.index(mapping), mapping, window)
-    for photo, photo_id, verdict in triage(listing, config.media_types):
+    listed = _listing(acc, config.projects.index(mapping), mapping, window, slices)
+    for photo, photo_id, verdict in triage(listed, config.media_types):
         found += 1
         if verdict or photo is None:
             status, reason = verdict or UNREADABLE
@@ -137,13 +138,15 @@ def extract_project(
     return parts, summary
 
 
-def _listing(acc: AccClient, index: int, mapping: ProjectMapping, window: Window) -> Iterator[AccPhoto | InvalidPhoto]:
+def _listing(
+    acc: AccClient, index: int, mapping: ProjectMapping, window: Window, slices: int
+) -> Iterator[AccPhoto | InvalidPhoto]:
     """The project's photos in the window; the listing itself proves the mapping's ACC side.
 
     :raises ConfigError: ACC does not know the project (404), naming the key to fix
     """
     try:
-        yield from acc.iter_photos(mapping.acc_project_id, window.start, window.end)
+        yield from listing.photos(acc, mapping.acc_project_id, window.start, window.end, slices)
     except NotFound:
         raise ConfigError(acc_mapping_problem_text(index, mapping)) from None
 
@@ -172,11 +175,14 @@ def plan_batches(parts: dict[ProjectMapping, list[tuple[str, int]]], window: Win
 
 def _list_all(acc: AccClient, store: Store, config: PipelineConfig, window: Window) -> list[list[tuple[str, int]]]:
     """Every project's manifest parts, up to :data:`LISTING_THREADS` listings at once (a listing
-    waits on ACC, one page after another). The first project in the Variable's order that fails
-    raises, once every listing has ended."""
+    waits on ACC, one page after another): projects at once, each big window in slices for the
+    threads left. The first project in the Variable's order that fails raises, once every
+    listing has ended."""
     projects = config.projects
-    with ThreadPoolExecutor(max(1, min(LISTING_THREADS, len(projects))), thread_name_prefix="listing") as pool:
-        futures = [pool.submit(extract_project, acc, store, config, mapping, window) for mapping in projects]
+    at_once = max(1, min(LISTING_THREADS, len(projects)))
+    slices = max(1, LISTING_THREADS // at_once)
+    with ThreadPoolExecutor(at_once, thread_name_prefix="listing") as pool:
+        futures = [pool.submit(extract_project, acc, store, config, m, window, slices) for m in projects]
     return [future.result()[0] for future in futures]
 
 

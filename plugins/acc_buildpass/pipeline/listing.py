@@ -1,0 +1,127 @@
+"""A project's ACC photos in a window, listed in time slices at once when the window is big.
+
+ACC's pages are serial (each holds the cursor to the next) and hold 50 records: 20,000 photos
+are 400 requests one after another. So the first page of the whole window is read as always,
+and when ACC says there is more, the window is listed again as ``slices`` sub-windows of equal
+length, each paged by its own thread, their records merged as they arrive:
+
+- a window of one page costs one request, as before; a bigger one at most a page more per slice;
+- each sub-window is half-open and applied exactly on our side (``iter_photos``), so a photo is
+  in one slice whatever ACC does with range ends; the first page's records are left out by id;
+- nothing depends on ACC's reply order, and the merged order is arrival order: nothing
+  downstream needs createdAt order.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+from acc_buildpass.clients.acc import AccClient
+from acc_buildpass.errors import InvalidPhoto
+from acc_buildpass.models import AccPhoto
+
+Item = AccPhoto | InvalidPhoto
+_BUFFERED = 2_000  # records merged but not yet taken: bounds memory whatever the window holds
+_END = object()
+
+
+class _Failed:
+    """A listing's error, handed from its thread to the reader."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def photos(acc: AccClient, project_id: str, start: datetime, end: datetime, slices: int) -> Iterator[Item]:
+    """Every record ACC lists for ``project_id`` created in [start, end), each once.
+
+    :raises NotFound: ACC does not know the project
+    :raises ApiError: a page could not be read
+    """
+    pages = 0
+
+    def counted(_: int) -> None:
+        nonlocal pages
+        pages += 1
+
+    first: set[Any] = set()
+    listing = acc.iter_photos(project_id, start, end, on_page=counted)
+    for item in listing:
+        if pages > 1 and slices > 1:
+            break  # more than a page: list the window again in slices
+        first.add(_key(item))
+        yield item
+    else:
+        return
+    listing.close()
+    sliced = [acc.iter_photos(project_id, a, b) for a, b in _bounds(start, end, slices)]
+    for item in merged(sliced):
+        key = _key(item)
+        if key is None or key not in first:
+            yield item
+
+
+def _key(item: Item) -> Any:
+    """What makes a record the same one on two listings; None for an unreadable one with no id."""
+    if isinstance(item, InvalidPhoto):
+        return None if item.photo_id is None else ("invalid", item.photo_id)
+    return item.id
+
+
+def _bounds(start: datetime, end: datetime, slices: int) -> list[tuple[datetime, datetime]]:
+    """``slices`` sub-windows of [start, end) of equal length, in whole seconds where it can."""
+    step = max(timedelta(seconds=1), (end - start) / slices)
+    cuts = [start + step * n for n in range(slices) if start + step * n < end]
+    cuts = [cuts[0]] + [c.replace(microsecond=0) for c in cuts[1:]]
+    return list(zip(cuts, [*cuts[1:], end], strict=True))
+
+
+def merged(listings: list[Iterator[Item]]) -> Iterator[Item]:
+    """The records of every listing, each drained by a thread of its own, in arrival order.
+
+    The first listing to fail raises here, once the others have stopped; closing the iterator
+    stops every thread at its next record.
+    """
+    out: queue.Queue[Any] = queue.Queue(maxsize=_BUFFERED)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def drain(listing: Iterator[Item]) -> None:
+        try:
+            for item in listing:
+                if not put(item):
+                    return
+        except Exception as exc:  # the reader raises it
+            put(_Failed(exc))
+        finally:
+            put(_END)
+
+    pool = ThreadPoolExecutor(max(1, len(listings)), thread_name_prefix="listing-slice")
+    try:
+        for listing in listings:
+            pool.submit(drain, listing)
+        ended = 0
+        while ended < len(listings):
+            item = out.get()
+            if item is _END:
+                ended += 1
+            elif isinstance(item, _Failed):
+                raise item.error
+            else:
+                yield item
+    finally:
+        stop.set()
+        pool.shutdown(wait=True)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,6 +53,7 @@ _TRANSFER = TransferConfig(
     max_concurrency=2,
 )
 _TRANSFER.max_in_memory_upload_chunks = 2  # an s3transfer setting boto3's constructor does not take
+RECENT_BYTES = 16 * 1024 * 1024  # photos this process put lately, read back from memory (:class:`_Recent`)
 PROBE_BODY = b"acc-buildpass check\n"
 
 
@@ -122,12 +125,43 @@ class Layout:
         return self._key("check", f"probe-{_part(token, 'probe token')}")
 
 
+class _Recent:
+    """The bytes of the photos this process put lately, so that uploading one to BuildPass soon
+    after staging it does not read it back from S3 (a GET cost more CPU here than the PUT).
+
+    At most ``limit`` bytes in all, the oldest dropped first; an entry goes when it is read, and
+    a read that misses goes to S3 as before. The bytes are those we put, already verified.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def keep(self, key: str, data: bytes) -> None:
+        if len(data) > self.limit:
+            return
+        with self._lock:
+            self._size += len(data) - len(self._items.pop(key, b""))
+            self._items[key] = data
+            while self._size > self.limit:
+                self._size -= len(self._items.popitem(last=False)[1])
+
+    def take(self, key: str) -> bytes | None:
+        with self._lock:
+            data = self._items.pop(key, None)
+            self._size -= len(data or b"")
+            return data
+
+
 class Store:
     """Every read and write of object storage, over one bucket (boto3 client injected)."""
 
-    def __init__(self, s3: Any, layout: Layout) -> None:
+    def __init__(self, s3: Any, layout: Layout, recent_bytes: int = RECENT_BYTES) -> None:
         self.s3 = s3
         self.layout = layout
+        self._recent = _Recent(recent_bytes)
 
     @property
     def bucket(self) -> str:
@@ -172,8 +206,13 @@ class Store:
             reads each part from it as it is sent (from ``stream`` it would hold parts in memory)
         """
         extra = {"ContentType": content_type, "Metadata": metadata}
-        if size < _TRANSFER.multipart_threshold:
-            # One PUT: boto3's transfer manager starts threads and futures for every file.
+        if size < _TRANSFER.multipart_threshold and path is None:
+            # One PUT: boto3's transfer manager starts threads and futures for every file. The
+            # bytes are in memory already (no file holds them), so they are kept a while.
+            data = stream.read(size)
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentLength=size, **extra)
+            self._recent.keep(key, data)
+        elif size < _TRANSFER.multipart_threshold:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=stream, ContentLength=size, **extra)
         elif path is not None:
             self.s3.upload_file(path, self.bucket, key, ExtraArgs=extra, Config=_TRANSFER)
@@ -181,7 +220,11 @@ class Store:
             self.s3.upload_fileobj(stream, self.bucket, key, ExtraArgs=extra, Config=_TRANSFER)
 
     def open_object(self, key: str) -> IO[bytes]:
-        """The object's bytes as a stream read from S3 as it is consumed (never held whole)."""
+        """The object's bytes as a stream read from S3 as it is consumed (never held whole), or
+        from memory when this process put it lately (:class:`_Recent`)."""
+        data = self._recent.take(key)
+        if data is not None:
+            return io.BytesIO(data)
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]  # type: ignore[no-any-return]
 
     def put_json(self, key: str, payload: Any) -> None:
@@ -199,6 +242,7 @@ class Store:
 
     def delete(self, key: str) -> None:
         """Delete one object (none there is no error)."""
+        self._recent.take(key)
         self.s3.delete_object(Bucket=self.bucket, Key=key)
 
     def put_text(self, key: str, text: str, content_type: str = "text/markdown") -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 from acc_buildpass.errors import ConfigError, StorageError
 from acc_buildpass.models import AccPhoto, LedgerState, PhotoStatus, Window
 from acc_buildpass.storage import MANIFEST_COLUMNS, Layout, Store
@@ -88,6 +89,30 @@ def test_a_manifest_round_trips_every_field() -> None:
     assert read[0] == photos[0]
     assert read[1] == AccPhoto("p2", "proj-1", "", "", None, "INFRARED", photos[1].created_at, None, None)
     assert s.s3.objects[f"staging/{key}"].content_type == "application/vnd.apache.parquet"
+
+
+def test_a_photo_put_lately_is_read_back_once_from_memory_within_a_byte_limit(tmp_path: Path) -> None:
+    s3 = MemoryS3()
+    s = Store(s3, Layout("staging", "acc-photos"), recent_bytes=10)
+    meta = {"sha256": "ab", "size": "6", "acc-photo-id": "p1"}
+    s.put_staged("k/a", io.BytesIO(b"aaaaaa"), 6, "image/jpeg", meta)
+    assert s.open_object("k/a").read() == b"aaaaaa" and s3.calls["GetObject"] == 0
+    assert s.open_object("k/a").read() == b"aaaaaa" and s3.calls["GetObject"] == 1  # read once from memory
+
+    s.put_staged("k/b", io.BytesIO(b"bbbbbb"), 6, "image/jpeg", meta)
+    s.put_staged("k/c", io.BytesIO(b"cccccc"), 6, "image/jpeg", meta)  # over 10 bytes: b, the oldest, goes
+    assert s.open_object("k/c").read() == b"cccccc" and s3.calls["GetObject"] == 1
+    assert s.open_object("k/b").read() == b"bbbbbb" and s3.calls["GetObject"] == 2
+
+    on_disk = tmp_path / "photo"
+    on_disk.write_bytes(b"dddddd")
+    with on_disk.open("rb") as stream:  # held in a file, not in memory: not kept
+        s.put_staged("k/d", stream, 6, "image/jpeg", meta, path=str(on_disk))
+    s.put_staged("k/e", io.BytesIO(b"eeeeee"), 6, "image/jpeg", meta)
+    s.delete("k/e")  # gone from S3, gone from memory
+    assert s.open_object("k/d").read() == b"dddddd" and s3.calls["GetObject"] == 3
+    with pytest.raises(ClientError):
+        s.open_object("k/e").read()
 
 
 def test_a_small_photo_is_one_put_and_a_large_one_a_bounded_multipart_upload(tmp_path: Path) -> None:

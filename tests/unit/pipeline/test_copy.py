@@ -100,9 +100,11 @@ def test_photos_are_uploaded_while_the_rest_still_download(box: sandbox.Sandbox,
         PUBLISH_CHUNK  # the rest wait for the first upload: copied one step after the other, they never would
     )
 
+    reads = store.s3.calls["GetObject"]  # type: ignore[attr-defined]
     outcomes = copy_batch(acc, bp(box), store, config, batch)
     assert sorted(o.photo_id for o in outcomes if o.status == PhotoStatus.CREATED) == sorted(p.id for p in photos)
     assert created(box) == Counter({p.id: 1 for p in photos})
+    assert store.s3.calls["GetObject"] - reads == 1  # the manifest: what is uploaded was staged by this process
     counts = route_counts(box.buildpass_url)
     assert (counts["bulk-upload"], counts["bulk-upsert"]) == (6, 2)  # 25 files an upload, a chunk an upsert
     for step in ("stage", "publish"):

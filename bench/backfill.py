@@ -206,6 +206,8 @@ class Airflow:
         session.trust_env = False
         url = f"http://127.0.0.1:{self.port}/api/v2/version"
         _wait("the api-server", lambda: session.get(url, timeout=5).ok, 180, self.procs["api-server"])
+        # Its task API loads on first use (5 s here): a running api-server has long paid that.
+        session.get(f"http://127.0.0.1:{self.port}/execution/health", timeout=120).raise_for_status()
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():

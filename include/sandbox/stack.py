@@ -98,9 +98,15 @@ def _stop(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
 
 
 def executor_settings(api_port: int, executor: str, parallelism: int, jwt_secret: str) -> dict[str, str]:
-    """Airflow settings for task processes that report to an api-server on this machine."""
+    """Airflow settings for task processes that report to an api-server on this machine.
+
+    ``min_heartbeat_interval`` 1 (not 5), as the README recommends: Airflow's task supervisor can
+    miss the moment a finished task process exits and notice it only at its next heartbeat check,
+    holding the task's slot that long.
+    """
     return {
         "AIRFLOW__CORE__EXECUTOR": executor,
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW__CORE__PARALLELISM": str(parallelism),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
@@ -359,6 +365,8 @@ class Stack:
                 180,
                 proc,
             )
+            # Its task API loads on first use (5 s here): a running api-server has long paid that.
+            session.get(f"http://127.0.0.1:{port}/execution/health", timeout=120).raise_for_status()
             yield extra
         finally:
             _stop(proc, 20)

@@ -2,21 +2,24 @@
 
 ACC's pages are serial (each holds the cursor to the next) and hold 50 records: 20,000 photos
 are 400 requests one after another. So the first page of the whole window is read as always,
-and when ACC says there is more, the window is listed again as ``slices`` sub-windows of equal
-length, each paged by its own thread, their records merged as they arrive:
+and when ACC says there is more and the first page's photos (oldest first) span so little of the
+window that it holds two pages or more for each slice, the window is listed again as sub-windows
+of equal length, each paged by its own thread, their records merged as they arrive:
 
-- a window of one page costs one request, as before; a bigger one at most a page more per slice;
+- a window of one page costs one request, as before; a few pages are read one after another as
+  before; a sliced window costs at most a page more per slice, and the first page's second;
 - each sub-window is half-open and applied exactly on our side (``iter_photos``), so a photo is
   in one slice whatever ACC does with range ends; the first page's records are left out by id;
-- nothing depends on ACC's reply order, and the merged order is arrival order: nothing
-  downstream needs createdAt order.
+- correctness depends on no reply order (an unsorted reply only makes the guess of the window's
+  size wrong), and the merged order is arrival order: nothing downstream needs createdAt order.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +43,8 @@ class _Failed:
 def photos(acc: AccClient, project_id: str, start: datetime, end: datetime, slices: int) -> Iterator[Item]:
     """Every record ACC lists for ``project_id`` created in [start, end), each once.
 
+    :param slices: at most this many listings at once, once the first page shows the window
+        holds at least two pages for each (the time its photos span, from the window's start)
     :raises NotFound: ACC does not know the project
     :raises ApiError: a page could not be read
     """
@@ -49,28 +54,65 @@ def photos(acc: AccClient, project_id: str, start: datetime, end: datetime, slic
         nonlocal pages
         pages += 1
 
-    first: set[Any] = set()
+    first = _FirstPage(start)
     listing = acc.iter_photos(project_id, start, end, on_page=counted)
     for item in listing:
-        if pages > 1 and slices > 1:
-            break  # more than a page: list the window again in slices
-        first.add(_key(item))
+        if pages > 1 and first.open:
+            first.open = False
+            worth = min(slices, int(first.pages_in(end) // 2))
+            if worth > 1:
+                if isinstance(listing, Generator):
+                    listing.close()
+                yield from _sliced(acc, project_id, _bounds(start, end, worth), first)
+                return
+        if first.open:
+            first.add(item)
         yield item
-    else:
-        return
-    listing.close()
-    sliced = [acc.iter_photos(project_id, a, b) for a, b in _bounds(start, end, slices)]
-    for item in merged(sliced):
-        key = _key(item)
-        if key is None or key not in first:
-            yield item
+
+
+class _FirstPage:
+    """What the first page held: to leave out of the slices, and to guess the window's size."""
+
+    def __init__(self, start: datetime) -> None:
+        self.open = True
+        self.start = start
+        self.latest = start
+        self.yielded: set[Any] = set()  # ids; unreadable records' too (two slices may list those)
+        self.anonymous: Counter[str] = Counter()  # unreadable records with no id, by reason
+
+    def add(self, item: Item) -> None:
+        if isinstance(item, InvalidPhoto) and item.photo_id is None:
+            self.anonymous[item.reason] += 1
+            return
+        self.yielded.add(_key(item))
+        if isinstance(item, AccPhoto):
+            self.latest = max(self.latest, item.created_at)
+
+    def pages_in(self, end: datetime) -> float:
+        """The window's pages, were its photos as dense as the first page's (oldest first)."""
+        covered = self.latest - self.start
+        return float("inf") if covered <= timedelta(0) else (end - self.start) / covered
+
+
+def _sliced(
+    acc: AccClient, project_id: str, bounds: list[tuple[datetime, datetime]], first: _FirstPage
+) -> Iterator[Item]:
+    for item in merged([acc.iter_photos(project_id, a, b) for a, b in bounds]):
+        if isinstance(item, InvalidPhoto) and item.photo_id is None:
+            if first.anonymous[item.reason] > 0:
+                first.anonymous[item.reason] -= 1  # yielded with the first page
+                continue
+        elif (key := _key(item)) in first.yielded:
+            continue
+        elif isinstance(item, InvalidPhoto):
+            first.yielded.add(key)  # a photo is in one slice only; an unreadable record may be in two
+        yield item
 
 
 def _key(item: Item) -> Any:
-    """What makes a record the same one on two listings; None for an unreadable one with no id."""
-    if isinstance(item, InvalidPhoto):
-        return None if item.photo_id is None else ("invalid", item.photo_id)
-    return item.id
+    """What makes a record the same one on two listings (unreadable records without an id are
+    told apart by their reason only)."""
+    return ("invalid", item.photo_id) if isinstance(item, InvalidPhoto) else item.id
 
 
 def _bounds(start: datetime, end: datetime, slices: int) -> list[tuple[datetime, datetime]]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import sandbox
-from acc_buildpass.errors import ApiError
+from acc_buildpass.errors import ApiError, InvalidPhoto
 from acc_buildpass.pipeline import listing
 from acc_buildpass.pipeline.listing import _bounds
 
@@ -61,11 +61,15 @@ def test_a_big_window_is_listed_in_slices_each_photo_once(box: sandbox.Sandbox, 
         assert 9 < route_counts(box.acc_url)["photos:filter"] <= 9 + 1 + SLICES
 
 
-def test_a_window_of_one_page_costs_one_request(box: sandbox.Sandbox, tmp_path: Path) -> None:
-    admin(box.acc_url, "/seed", {"project_id": PROJECT, "count": 50})
+@pytest.mark.parametrize(("count", "requests"), [(50, 1), (120, 3)])
+def test_a_window_of_a_few_pages_costs_its_pages(
+    box: sandbox.Sandbox, tmp_path: Path, count: int, requests: int
+) -> None:
+    # 120 photos spread over the month: the first page spans about 40% of it, too few pages to slice
+    admin(box.acc_url, "/seed", {"project_id": PROJECT, "count": count})
     listed = list(listing.photos(acc_client(box, tmp_path), PROJECT, WINDOW.start, WINDOW.end, SLICES))
-    assert len(listed) == 50
-    assert route_counts(box.acc_url)["photos:filter"] == 1
+    assert len({p.id for p in listed}) == len(listed) == count
+    assert route_counts(box.acc_url)["photos:filter"] == requests
 
 
 class _SlicesMeet(StubAcc):
@@ -99,6 +103,16 @@ def test_slices_are_listed_at_once_and_a_failing_one_fails_the_listing() -> None
     with pytest.raises(ApiError, match="answered 500"):
         list(listing.photos(_SlicesMeet(photos, fail=2), "p", DAY.start, DAY.end, SLICES))  # type: ignore[arg-type]
     assert not [t for t in threading.enumerate() if t.name.startswith("listing-slice")]
+
+
+def test_an_unreadable_record_two_listings_return_is_yielded_once() -> None:
+    # The stub returns unreadable records to every listing, as ACC may to two neighbouring slices.
+    items: list[Any] = [InvalidPhoto("bad-1", "no mediaType"), *(photo(n * 4) for n in range(120))]
+    items.insert(80, InvalidPhoto("bad-2", "no mediaType"))  # not on the first page
+    listed = list(listing.photos(_SlicesMeet(items), "p", DAY.start, DAY.end, SLICES))  # type: ignore[arg-type]
+    unreadable = [i.photo_id for i in listed if isinstance(i, InvalidPhoto)]
+    assert sorted(unreadable) == ["bad-1", "bad-2"]
+    assert len(listed) == 122
 
 
 def test_slices_cut_the_window_in_whole_seconds_and_cover_it() -> None:

@@ -3,8 +3,8 @@
 ACC's pages are serial (each holds the cursor to the next) and hold 50 records: 20,000 photos
 are 400 requests one after another. So the first page of the whole window is read as always,
 and when ACC says there is more and the first page's photos (oldest first) span so little of the
-window that it holds two pages or more for each slice, the window is listed again as sub-windows
-of equal length, each paged by its own thread, their records merged as they arrive:
+window that it holds :data:`PAGES_A_SLICE` pages or more a slice, the window is listed again as
+sub-windows of equal length, each paged by its own thread, their records merged as they arrive:
 
 - a window of one page costs one request, as before; a few pages are read one after another as
   before; a sliced window costs at most a page more per slice, and the first page's second;
@@ -29,6 +29,7 @@ from acc_buildpass.errors import InvalidPhoto
 from acc_buildpass.models import AccPhoto
 
 Item = AccPhoto | InvalidPhoto
+PAGES_A_SLICE = 4  # a window is sliced only into slices of about this many pages or more
 _BUFFERED = 2_000  # records merged but not yet taken: bounds memory whatever the window holds
 _END = object()
 
@@ -44,7 +45,7 @@ def photos(acc: AccClient, project_id: str, start: datetime, end: datetime, slic
     """Every record ACC lists for ``project_id`` created in [start, end), each once.
 
     :param slices: at most this many listings at once, once the first page shows the window
-        holds at least two pages for each (the time its photos span, from the window's start)
+        holds :data:`PAGES_A_SLICE` pages for each (the time its photos span, from the window's start)
     :raises NotFound: ACC does not know the project
     :raises ApiError: a page could not be read
     """
@@ -59,7 +60,7 @@ def photos(acc: AccClient, project_id: str, start: datetime, end: datetime, slic
     for item in listing:
         if pages > 1 and first.open:
             first.open = False
-            worth = min(slices, int(first.pages_in(end) // 2))
+            worth = min(slices, int(first.pages_in(end) // PAGES_A_SLICE))
             if worth > 1:
                 if isinstance(listing, Generator):
                     listing.close()

@@ -64,6 +64,7 @@ class Result:
     parallel: int = 1
     eligible: int = 0
     task_rss_mb: dict[str, float] = field(default_factory=dict)  # largest task process of each task id
+    bp_429: int = 0  # BuildPass answers of 429: its rate limit hit
 
     @property
     def rate(self) -> float:
@@ -114,11 +115,12 @@ def seed(stack: Stack, project: str, count: int, large: int, large_mb: int) -> i
     return sum(int(p["size"]) for p in photos)
 
 
-def stats(stack: Stack) -> tuple[int, int, int]:
+def stats(stack: Stack) -> tuple[int, int, int, int]:
+    """(ACC API requests, ACC downloads, BuildPass requests, BuildPass 429s) since the last reset."""
     acc = stack.admin("acc", "GET", "/_admin/stats")["requests"]
-    bp = stack.admin("buildpass", "GET", "/_admin/stats")["total"]
+    bp = stack.admin("buildpass", "GET", "/_admin/stats")
     downloads = acc.get("oss", 0) + acc.get("asset", 0)
-    return sum(acc.values()) - downloads, downloads, bp
+    return sum(acc.values()) - downloads, downloads, bp["total"], bp["events"].get("rate_limited", 0)
 
 
 def busy_seconds(stack: Stack, since: str) -> float:
@@ -175,7 +177,7 @@ def run_pipeline(
     rc, seconds, rss = _measured(command, {**stack.env(config), **(executor or {})}, log)
     if rc != 0:
         raise SystemExit(f"{workload}: the DAG run failed (exit {rc}); see {log}")
-    acc_api, downloads, bp = stats(stack)
+    acc_api, downloads, bp, bp_429 = stats(stack)
     report = stack.report(config, f"{START:%Y%m%dT%H%M%SZ}--{END:%Y%m%dT%H%M%SZ}")
     created = report["totals"]["created"] if report else 0
     return Result(
@@ -194,6 +196,7 @@ def run_pipeline(
         int(executor["AIRFLOW__CORE__PARALLELISM"]) if executor else 1,
         eligible=eligible,
         task_rss_mb=task_peaks(log),
+        bp_429=bp_429,
     )
 
 
@@ -222,7 +225,7 @@ def run_floor(stack: Stack, workload: str, project: str, threads: int, parallel:
         stage=stage,
     )
     seconds = time.monotonic() - began
-    acc_api, downloads, bp_requests = stats(stack)
+    acc_api, downloads, bp_requests, bp_429 = stats(stack)
     return Result(
         workload,
         "floor",
@@ -235,6 +238,7 @@ def run_floor(stack: Stack, workload: str, project: str, threads: int, parallel:
         threads=threads,
         parallel=parallel,
         eligible=eligible,
+        bp_429=bp_429,
     )
 
 
@@ -266,7 +270,8 @@ def workload(
     print(f"[{name}, {mode}] pipeline ...", flush=True)
     results = [run_pipeline(stack, name, "pipeline", config, eligible, moved, executor)]
     print(
-        f"  {results[-1].rate:.1f} photos/s in {results[-1].seconds:.1f} s; task peaks {results[-1].task_rss_mb}",
+        f"  {results[-1].rate:.1f} photos/s in {results[-1].seconds:.1f} s; task peaks {results[-1].task_rss_mb}; "
+        f"BuildPass {results[-1].bp} requests, {results[-1].bp_429} of them 429; ACC API {results[-1].acc_api}",
         flush=True,
     )
     if rerun:
@@ -291,9 +296,9 @@ def ceiling(mode: str) -> float:
 def table(results: list[Result]) -> list[str]:
     lines = [
         "| workload | mode | run | photos | s | photos/s | vs floor | vs BuildPass ceiling | BuildPass req/photo "
-        "| ACC API req/photo | downloads | MB moved | peak RSS MB: largest task process (its task) / whole run "
-        "| Airflow overhead |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| BuildPass 429s | ACC API req/photo | downloads | MB moved "
+        "| peak RSS MB: largest task process (its task) / whole run | Airflow overhead |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     floors = {(r.workload, r.mode): r for r in results if r.kind == "floor"}
     for r in results:
@@ -308,7 +313,7 @@ def table(results: list[Result]) -> list[str]:
         lines.append(
             f"| {r.workload} | {r.mode} | {r.kind} | {r.photos if r.kind != 're-run' else r.eligible} "
             f"| {r.seconds:.1f} | {r.rate:.1f} | {ratio_floor} | {ratio_ceiling} "
-            f"| {r.bp / per:.3f} | {r.acc_api / per:.3f} | {r.acc_downloads} | {r.bytes_moved / 1e6:.1f} "
+            f"| {r.bp / per:.3f} | {r.bp_429} | {r.acc_api / per:.3f} | {r.acc_downloads} | {r.bytes_moved / 1e6:.1f} "
             f"| {rss} | {'' if r.overhead is None else f'{r.overhead:.0%}'} |"
         )
     return lines

@@ -704,6 +704,7 @@ class App:
         if self.limiter.enabled:
             allowed, extra, wait = self.limiter.hit(req.client_ip)
             if not allowed:
+                self.count_event("rate_limited")  # a 429 of the limit itself (not a scripted fault)
                 self._finish_body(h, req)
                 response = self.rate_limited(extra, wait)
                 h.write(response, extra=self.limit_headers(extra))

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import ClientError
 from acc_buildpass.errors import ConfigError, StorageError
 from acc_buildpass.models import AccPhoto, LedgerState, PhotoStatus, Window
 from acc_buildpass.storage import MANIFEST_COLUMNS, Layout, Store
+from botocore.exceptions import ClientError
 
 from tests.fakes import MemoryS3
 

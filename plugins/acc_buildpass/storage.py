@@ -206,14 +206,13 @@ class Store:
             reads each part from it as it is sent (from ``stream`` it would hold parts in memory)
         """
         extra = {"ContentType": content_type, "Metadata": metadata}
-        if size < _TRANSFER.multipart_threshold and path is None:
-            # One PUT: boto3's transfer manager starts threads and futures for every file. The
-            # bytes are in memory already (no file holds them), so they are kept a while.
-            data = stream.read(size)
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentLength=size, **extra)
-            self._recent.keep(key, data)
-        elif size < _TRANSFER.multipart_threshold:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=stream, ContentLength=size, **extra)
+        if size < _TRANSFER.multipart_threshold:
+            # One PUT: boto3's transfer manager starts threads and futures for every file. Bytes
+            # in memory already (no file holds them) are kept a while.
+            body = stream if path is not None else stream.read(size)
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentLength=size, **extra)
+            if isinstance(body, bytes):
+                self._recent.keep(key, body)
         elif path is not None:
             self.s3.upload_file(path, self.bucket, key, ExtraArgs=extra, Config=_TRANSFER)
         else:

@@ -10,9 +10,7 @@ Used by the DAG's batch tasks (a big window), its extract task (a window of at m
 
 from __future__ import annotations
 
-import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -23,8 +21,6 @@ from acc_buildpass.models import Batch, Outcome, PhotoStatus
 from acc_buildpass.pipeline import publish
 from acc_buildpass.pipeline.stage import stage_batch
 from acc_buildpass.storage import Store
-
-log = logging.getLogger(__name__)
 
 PUBLISH_CHUNK = 100  # photos staged before they are published together (one upsert's worth)
 OnBatch = Callable[[int, int, str], None]  # (photos done, photos in all, the batch's label)
@@ -63,8 +59,7 @@ def copy_batch(
         hand_over(final=True)
         outcomes = [o for future in published for o in future.result()]
     store.put_json(_outcomes_key(store, batch, "publish"), outcomes)
-    counts = Counter(str(o.status) for o in outcomes)
-    log.info("%s published in %.1f s: %s", batch.label, time.monotonic() - started, dict(counts))
+    publish.log_published(batch, started, outcomes)
     return outcomes
 
 

@@ -437,6 +437,11 @@ def publish_batch(bp: BuildPassClient, store: Store, config: PipelineConfig, bat
     started = time.monotonic()
     staged = [Outcome.from_json(raw) for raw in stage]
     outcomes = publish_staged(bp, store, config, batch, staged, photos, first=first_attempt(store, batch))
+    log_published(batch, started, outcomes)
+    return outcomes
+
+
+def log_published(batch: Batch, started: float, outcomes: list[Outcome]) -> None:
+    """One line a batch: how long since ``started`` (monotonic) and its outcomes by status."""
     counts = Counter(str(o.status) for o in outcomes)
     log.info("%s published in %.1f s: %s", batch.label, time.monotonic() - started, dict(counts))
-    return outcomes
